@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Server.py - the chat room server.
+
+Starts the listener, the fan-out threads, the room and the operator console,
+then waits for SIGINT or SIGTERM to shut down cleanly. The pieces live in
+``chatroom/``; ``protocol/`` and ``formatting/`` hold the pure parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import sys
+import threading
+
+from chatroom.config import Settings, parse_settings
+from chatroom.console import Operator
+from chatroom.delivery import Fanout
+from chatroom.listener import ChatServer
+from chatroom.room import Room
+from chatroom.storage import History
+from chatroom.tls import server_context
+
+log = logging.getLogger("chat")
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: Seconds a shutdown waits for goodbyes to be flushed before closing anyway.
+SHUTDOWN_GRACE = 3.0
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def raise_file_limit() -> int:
+    """Every client is a file descriptor; take all the kernel allows us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def serve(settings: Settings) -> int:
+    configure_logging()
+    files = raise_file_limit()
+    threading.stack_size(settings.thread_stack_kib * 1024)
+    try:
+        history = History(settings.db, settings.history)
+        tls = None
+        if settings.tls_cert and settings.tls_key:
+            tls = server_context(settings.tls_cert, settings.tls_key)
+        fanout = Fanout(settings.fanout_threads)
+        room = Room(settings, history, fanout)
+        server = ChatServer(settings, room, tls)
+    except (OSError, ValueError) as error:
+        log.error("cannot start: %s", error)
+        return 1
+
+    stop = threading.Event()
+    operator = Operator(room, stop.set)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: stop.set())
+    # Threads inherit the signal mask: with these blocked while they start, the
+    # kernel can only deliver them to the main thread, which is waiting on
+    # ``stop`` below and so wakes up at once to run the handler.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+    fanout.start()
+    threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
+    log.info(
+        "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
+        server.address,
+        "TLS" if tls else "plain TCP",
+        settings.approve,
+        settings.history,
+        history.path,
+        files,
+    )
+    threading.Thread(target=operator.run, args=(sys.stdin,), name="console", daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    stop.wait()
+
+    log.info("shutting down")
+    server.shutdown()
+    server.server_close()
+    room.close()
+    fanout.stop(SHUTDOWN_GRACE)
+    history.close()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(parse_settings(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

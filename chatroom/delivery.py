@@ -1,0 +1,366 @@
+"""Getting bytes to readers: per-peer outboxes flushed by a few fan-out threads.
+
+Why this shape
+--------------
+The design card gives every client a thread that *reads*. Writing is done
+elsewhere, by a small fixed number of shard threads (``Fanout``), because:
+
+* A broadcast rendered once becomes one ``bytes`` object handed to every
+  reader; nobody's thread is blocked by somebody else's slow socket.
+* A shard takes *all* events queued since its last wake-up in one go and
+  joins consecutive broadcasts, so under load each reader gets one
+  ``send`` for many lines, and posting a line wakes a shard at most once.
+* Sends are non-blocking (``MSG_DONTWAIT`` on the reader's blocking socket).
+  What the kernel does not take waits in that peer's outbox, flushed when
+  the selector says the socket is writable. An outbox over its limit means
+  the peer stopped reading: it is cut off, and nobody else waits for it.
+* Shards split the peers between them, so sends run on several cores
+  while the GIL is released inside ``send``.
+
+Ownership rules (they make the locking trivial)
+-----------------------------------------------
+* A peer's reader thread only reads its socket; its shard only writes to it
+  and is the only one to close it. No fd is closed while another thread may
+  still use it, so an fd number is never reused under anyone's feet.
+* Other threads talk to a shard only through ``Shard.post``: its event list
+  is the one structure they share, behind one lock.
+* Events for one peer are applied in the order they were posted; callers who
+  need the same order for every peer (the room) post under their own lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger("chat")
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+#: How long a peer that is leaving gets to take its last lines before close.
+LINGER_SECONDS = 2.0
+
+
+class Transform(Protocol):
+    """A layer between room bytes and wire bytes (TLS); see ``chatroom.tls``."""
+
+    def encrypt(self, data: bytes) -> bytes: ...
+
+
+class Peer:
+    """The writing side of one connection. Only its shard touches the mutable parts."""
+
+    __slots__ = (
+        "_closed",
+        "_deadline",
+        "_hung_up",
+        "_out",
+        "_released",
+        "_writing",
+        "drop_reason",
+        "label",
+        "limit",
+        "shard",
+        "sock",
+        "transform",
+    )
+
+    def __init__(self, sock: socket.socket, label: str, limit: int) -> None:
+        self.sock = sock
+        self.label = label
+        self.limit = limit
+        self.transform: Transform | None = None
+        self.shard: Shard | None = None
+        #: Why the shard cut this peer off, for the reader thread to report.
+        self.drop_reason: str | None = None
+        self._out = bytearray()
+        self._writing = False
+        self._hung_up = False
+        self._released = False
+        self._closed = False
+        self._deadline = 0.0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # Convenience wrappers, safe from any thread.
+    def send(self, data: bytes) -> None:
+        self._shard().post(_SEND, self, data)
+
+    def hang_up(self) -> None:
+        """Flush what is queued, then shut the socket down so its reader wakes up."""
+        self._shard().post(_HANGUP, self)
+
+    def release(self) -> None:
+        """Called once by the reader when it is done: flush, then close."""
+        self._shard().post(_RELEASE, self)
+
+    def flush_transform(self) -> None:
+        """Send what the transform produced on its own (TLS handshake records)."""
+        self._shard().post(_SEND, self, b"")
+
+    def _shard(self) -> Shard:
+        assert self.shard is not None, "peer not assigned to a shard"
+        return self.shard
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    name: str
+
+
+_BROADCAST = _Kind("broadcast")
+_SEND = _Kind("send")
+_ATTACH = _Kind("attach")
+_DETACH = _Kind("detach")
+_HANGUP = _Kind("hangup")
+_RELEASE = _Kind("release")
+_CALL = _Kind("call")
+_STOP = _Kind("stop")
+
+_Event = tuple[_Kind, object, object]
+
+
+class Shard(threading.Thread):
+    """One fan-out thread: a selector, the peers it owns, an event list."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(name=f"fanout-{index}", daemon=True)
+        self._lock = threading.Lock()  # guards _events and _signalled only
+        self._events: list[_Event] = []
+        self._signalled = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._members: dict[Peer, None] = {}  # insertion-ordered set
+        self._lingering: set[Peer] = set()
+        self._stopping = False
+
+    # --- any thread ---------------------------------------------------------
+
+    def post(self, kind: _Kind, peer: object = None, data: object = None) -> None:
+        with self._lock:
+            self._events.append((kind, peer, data))
+            if self._signalled:
+                return
+            self._signalled = True
+        os.write(self._wake_w, b"\0")
+
+    # --- the shard's own thread ---------------------------------------------
+
+    def run(self) -> None:
+        try:
+            while not (self._stopping and not self._lingering):
+                for key, _mask in self._selector.select(self._timeout()):
+                    if key.data is None:
+                        self._drain_wakeups()
+                    else:
+                        self._flush(key.data)
+                self._apply(self._take())
+                self._expire(time.monotonic())
+        finally:
+            for peer in list(self._lingering) + list(self._members):
+                self._close(peer)
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _take(self) -> list[_Event]:
+        with self._lock:
+            events, self._events = self._events, []
+            self._signalled = False
+        return events
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _apply(self, events: list[_Event]) -> None:
+        run: list[bytes] = []  # consecutive broadcasts, sent as one blob
+        for kind, peer, data in events:
+            if kind is _BROADCAST:
+                assert isinstance(data, bytes)
+                run.append(data)
+                continue
+            if run:
+                self._fan_out(b"".join(run))
+                run = []
+            if kind is _CALL:
+                assert callable(data)
+                data()
+                continue
+            if kind is _STOP:
+                self._stopping = True
+                continue
+            assert isinstance(peer, Peer)
+            if kind is _SEND:
+                assert isinstance(data, bytes)
+                self._write(peer, data)
+            elif kind is _ATTACH:
+                if not peer._closed:
+                    self._members[peer] = None
+            elif kind is _DETACH:
+                self._members.pop(peer, None)
+            elif kind is _HANGUP:
+                peer._hung_up = True
+                self._linger(peer)
+            elif kind is _RELEASE:
+                peer._released = True
+                self._members.pop(peer, None)
+                self._linger(peer)
+        if run:
+            self._fan_out(b"".join(run))
+
+    def _fan_out(self, blob: bytes) -> None:
+        for peer in list(self._members):
+            self._write(peer, blob)
+
+    def _write(self, peer: Peer, data: bytes) -> None:
+        if peer._closed or peer.drop_reason is not None:
+            return
+        if peer.transform is not None:
+            data = peer.transform.encrypt(data)
+        if not data:
+            return
+        if peer._out:
+            peer._out += data
+        else:
+            try:
+                sent = peer.sock.send(data, _DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._drop(peer, "connection lost")
+                return
+            if sent == len(data):
+                return
+            peer._out += memoryview(data)[sent:]
+            self._want_write(peer, True)
+        if len(peer._out) > peer.limit:
+            self._drop(peer, f"not reading: over {peer.limit} bytes waiting")
+
+    def _flush(self, peer: Peer) -> None:
+        try:
+            sent = peer.sock.send(peer._out, _DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(peer, "connection lost")
+            return
+        del peer._out[:sent]
+        if not peer._out:
+            self._want_write(peer, False)
+            if peer in self._lingering:
+                self._linger(peer)
+
+    def _want_write(self, peer: Peer, on: bool) -> None:
+        if on and not peer._writing:
+            self._selector.register(peer.sock, selectors.EVENT_WRITE, peer)
+        elif not on and peer._writing:
+            self._selector.unregister(peer.sock)
+        peer._writing = on
+
+    def _drop(self, peer: Peer, reason: str) -> None:
+        """Cut a peer off; its reader wakes up, reports ``reason`` and releases it."""
+        peer.drop_reason = reason
+        peer._out.clear()
+        self._want_write(peer, False)
+        self._members.pop(peer, None)
+        self._shutdown(peer)
+        if peer._released:
+            self._close(peer)
+
+    def _linger(self, peer: Peer) -> None:
+        """Finish a hang-up or release once the outbox is empty or time is up."""
+        if peer._out and peer.drop_reason is None:
+            if peer not in self._lingering:
+                peer._deadline = time.monotonic() + LINGER_SECONDS
+                self._lingering.add(peer)
+            return
+        self._lingering.discard(peer)
+        if peer._hung_up:
+            self._shutdown(peer)
+        if peer._released:
+            self._close(peer)
+
+    def _expire(self, now: float) -> None:
+        for peer in [p for p in self._lingering if p._deadline <= now]:
+            peer._out.clear()
+            self._want_write(peer, False)
+            self._linger(peer)
+
+    def _timeout(self) -> float | None:
+        if not self._lingering:
+            return None
+        return max(0.0, min(p._deadline for p in self._lingering) - time.monotonic())
+
+    @staticmethod
+    def _shutdown(peer: Peer) -> None:
+        with contextlib.suppress(OSError):
+            peer.sock.shutdown(socket.SHUT_RDWR)
+
+    def _close(self, peer: Peer) -> None:
+        if peer._closed:
+            return
+        self._want_write(peer, False)
+        self._members.pop(peer, None)
+        self._lingering.discard(peer)
+        peer._closed = True
+        peer.sock.close()
+
+
+class Fanout:
+    """The shards together: assigns peers, broadcasts to all of them."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = [Shard(i) for i in range(max(1, shards))]
+        self._next = itertools.cycle(self.shards)
+        self._assign_lock = threading.Lock()  # itertools.cycle is not thread-safe
+
+    def start(self) -> None:
+        for shard in self.shards:
+            shard.start()
+
+    def add(self, peer: Peer) -> None:
+        with self._assign_lock:
+            peer.shard = next(self._next)
+
+    def attach(self, peer: Peer) -> None:
+        """From now on ``peer`` gets every broadcast (after what is queued for it)."""
+        peer._shard().post(_ATTACH, peer)
+
+    def detach(self, peer: Peer) -> None:
+        peer._shard().post(_DETACH, peer)
+
+    def broadcast(self, data: bytes) -> None:
+        for shard in self.shards:
+            shard.post(_BROADCAST, None, data)
+
+    def barrier(self, timeout: float) -> bool:
+        """Wait until every shard has applied what was posted before this call."""
+        done = [threading.Event() for _ in self.shards]
+        for shard, event in zip(self.shards, done, strict=True):
+            shard.post(_CALL, None, event.set)
+        deadline = time.monotonic() + timeout
+        return all(event.wait(max(0.0, deadline - time.monotonic())) for event in done)
+
+    def stop(self, timeout: float) -> None:
+        """Let every shard flush (up to the linger time), close its peers and end."""
+        for shard in self.shards:
+            shard.post(_STOP)
+        deadline = time.monotonic() + timeout
+        for shard in self.shards:
+            shard.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,335 @@
+"""The room: who is connected, who waits for the operator, who is in, what was said.
+
+All of that is one piece of state behind one lock (``Room.lock``). It is held
+for bookkeeping and for *posting* to the fan-out, never for socket I/O, so it
+is held briefly; holding it while posting is what gives every reader the
+same order of lines, and history the order the room saw.
+
+Life of a member: ``NAMING`` (connected, choosing a name) -> ``WAITING``
+(name claimed, in the operator's queue) -> ``IN_ROOM`` -> ``GONE``. Every
+transition happens here, under the lock, so a kick racing a ``/leave`` or an
+approval racing a timeout has exactly one winner.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chatroom.config import Settings
+from chatroom.delivery import Fanout, Peer
+from chatroom.storage import History
+from formatting import lines
+from formatting.sanitize import strip_sgr
+from protocol import messages
+from protocol.framing import encode_line
+from protocol.messages import Wording
+from protocol.names import BadName, check_name, name_key
+
+log = logging.getLogger("chat")
+
+#: Names shown in the welcome line; /who lists everyone.
+WELCOME_NAMES = 50
+#: Characters of names per /who line.
+WHO_LINE_CHARS = 400
+
+
+class State(enum.Enum):
+    NAMING = "naming"
+    WAITING = "waiting"
+    IN_ROOM = "in room"
+    GONE = "gone"
+
+
+@dataclass(eq=False)
+class Member:
+    """One connection, from its first byte to its close."""
+
+    peer: Peer
+    host: str
+    port: int
+    name: str = ""
+    key: str = ""
+    state: State = State.NAMING
+    connected_at: float = field(default_factory=time.time)
+    last_active: float = field(default_factory=time.monotonic)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def who(self) -> str:
+        """How the log names this member: by name once it has one."""
+        return f"{self.name} ({self.address})" if self.name else self.address
+
+    def tell(self, *rendered: str) -> None:
+        self.peer.send(b"".join(encode_line(line) for line in rendered))
+
+
+def stamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+class Room:
+    def __init__(self, settings: Settings, history: History, fanout: Fanout) -> None:
+        self.settings = settings
+        self.history = history
+        self.fanout = fanout
+        self.lock = threading.Lock()
+        self._connections: Counter[str] = Counter()  # by host
+        self._everyone: set[Member] = set()  # every connection, named or not
+        self._names: dict[str, Member] = {}  # claimed names: waiting or in the room
+        self._members: dict[str, Member] = {}  # in the room, by name key
+        self._waiting: dict[str, Member] = {}  # the approval queue, oldest first
+        #: Called (without the lock) whenever the approval queue changes.
+        self.on_queue_change: Callable[[], None] = lambda: None
+
+    # --- counts and lists -----------------------------------------------------
+
+    def _counts(self) -> str:
+        connected = sum(self._connections.values())
+        return f"{len(self._members)} in room, {len(self._waiting)} waiting, {connected} connected"
+
+    def members(self) -> list[Member]:
+        with self.lock:
+            return list(self._members.values())
+
+    def waiting(self) -> list[Member]:
+        with self.lock:
+            return list(self._waiting.values())
+
+    # --- connecting -----------------------------------------------------------
+
+    def connect(self, member: Member) -> str | None:
+        """Count a new connection, or return the refusal to send it."""
+        s = self.settings
+        with self.lock:
+            total = sum(self._connections.values())
+            if s.max_clients and total >= s.max_clients:
+                refusal = messages.ROOM_FULL(limit=s.max_clients)
+            elif (
+                s.max_per_ip
+                and member.host not in s.exempt
+                and self._connections[member.host] >= s.max_per_ip
+            ):
+                refusal = messages.TOO_MANY_FROM_HOST(limit=s.max_per_ip)
+            else:
+                self._connections[member.host] += 1
+                self._everyone.add(member)
+                log.info("connect %s (%s)", member.address, self._counts())
+                return None
+        log.info("refused %s: %s", member.address, refusal)
+        return refusal
+
+    def claim(self, member: Member, raw: str) -> str | None:
+        """Give ``member`` a name; returns why not if it cannot have it."""
+        checked = check_name(raw, self.settings.max_name)
+        if isinstance(checked, BadName):
+            return checked.reason
+        key = name_key(checked)
+        with self.lock:
+            if key in self._names:
+                return messages.NAME_TAKEN.format(name=checked)
+            self._names[key] = member
+            member.name, member.key = checked, key
+        return None
+
+    def request(self, member: Member) -> None:
+        """Put a named member in front of the operator (or straight in)."""
+        if self.settings.approve == "all":
+            self.admit(member, "approved (--approve all)")
+            return
+        with self.lock:
+            full = self.settings.max_pending and len(self._waiting) >= self.settings.max_pending
+            if not full:
+                member.state = State.WAITING
+                self._waiting[member.key] = member
+                member.tell(lines.notice(None, messages.WAITING(name=member.name)))
+                log.info("waiting %s (%s)", member.who, self._counts())
+        if full:
+            self.refuse(member, messages.QUEUE_FULL, "approval queue full")
+        else:
+            self.on_queue_change()
+
+    # --- the operator's answers -----------------------------------------------
+
+    def admit(self, member: Member, how: str = "approved") -> bool:
+        with self.lock:
+            if member.state not in (State.NAMING, State.WAITING):
+                return False
+            self._waiting.pop(member.key, None)
+            member.state = State.IN_ROOM
+            member.last_active = time.monotonic()
+            self._members[member.key] = member
+            log.info("%s %s", how, member.who)
+            self._welcome(member)
+            self.fanout.attach(member.peer)
+            self._broadcast(
+                lines.notice(stamp(), messages.JOINED(name=member.name, count=len(self._members)))
+            )
+            log.info("join %s (%s)", member.who, self._counts())
+        self.on_queue_change()
+        return True
+
+    def _welcome(self, member: Member) -> None:
+        names = [m.name for m in self._members.values()]
+        shown = ", ".join(names[:WELCOME_NAMES])
+        if len(names) > WELCOME_NAMES:
+            shown += f" and {len(names) - WELCOME_NAMES} more"
+        out = [lines.notice(stamp(), messages.WELCOME(name=member.name, count=len(names), names=shown))]
+        recent = self.history.recent()
+        if recent:
+            out.append(lines.notice(stamp(), messages.HISTORY_START(count=len(recent))))
+            out.extend(recent)
+            out.append(lines.notice(stamp(), messages.HISTORY_END()))
+        member.tell(*out)
+
+    def refuse(self, member: Member, wording: Wording, why: str, **fields: object) -> bool:
+        """Turn away a member who is not in the room yet."""
+        with self.lock:
+            if member.state not in (State.NAMING, State.WAITING):
+                return False
+            self._waiting.pop(member.key, None)
+            member.state = State.GONE
+            member.tell(lines.notice(None, wording(**fields)))
+            member.peer.hang_up()
+            log.info("refused %s: %s", member.who, why)
+        self.on_queue_change()
+        return True
+
+    # --- leaving --------------------------------------------------------------
+
+    def depart(self, member: Member, notice: Wording, why: str, farewell: str | None = None) -> bool:
+        """Take a member out of the room or the queue; True if this call did it."""
+        with self.lock:
+            was = member.state
+            if was is State.GONE:
+                return False
+            member.state = State.GONE
+            if farewell is not None:
+                member.tell(farewell)
+            if was is State.WAITING:
+                del self._waiting[member.key]
+                log.info("gave up waiting %s: %s (%s)", member.who, why, self._counts())
+            elif was is State.IN_ROOM:
+                del self._members[member.key]
+                self.fanout.detach(member.peer)
+                self._broadcast(lines.notice(stamp(), notice(name=member.name, count=len(self._members))))
+                log.info("leave %s: %s (%s)", member.who, why, self._counts())
+        if was is State.WAITING:
+            self.on_queue_change()
+        return True
+
+    def kick(self, name: str, reason: str = "") -> Member | None:
+        """The operator removes someone from the room or the queue."""
+        member = self.find(name)
+        if member is None:
+            return None
+        if member.state is State.WAITING:
+            return member if self.refuse(member, messages.REFUSED, "refused by the operator") else None
+        said = f": {reason}" if reason else ""
+        farewell = lines.error(stamp(), messages.KICKED(reason=said))
+        if not self.depart(member, messages.KICKED_NOTICE, f"kicked by the operator{said}", farewell):
+            return None
+        member.peer.hang_up()
+        return member
+
+    def find(self, name: str) -> Member | None:
+        """A member in the room or the queue, by name (any case)."""
+        key = name_key(name)
+        with self.lock:
+            return self._members.get(key) or self._waiting.get(key)
+
+    def disconnect(self, member: Member) -> None:
+        """The connection is over: free its name and its place in the counts."""
+        with self.lock:
+            if member.key and self._names.get(member.key) is member:
+                del self._names[member.key]
+            self._everyone.discard(member)
+            self._connections[member.host] -= 1
+            if self._connections[member.host] <= 0:
+                del self._connections[member.host]
+            log.info("disconnect %s (%s)", member.who, self._counts())
+
+    # --- talking --------------------------------------------------------------
+
+    def say(self, member: Member, text: str, color: str | None = None) -> None:
+        self._public(member, lines.message(stamp(), member.name, text, color))
+
+    def act(self, member: Member, text: str) -> None:
+        self._public(member, lines.action(stamp(), member.name, text))
+
+    def announce(self, text: str) -> None:
+        line = lines.notice(stamp(), messages.ANNOUNCEMENT(text=text))
+        with self.lock:
+            self.history.append(line)
+            self._broadcast(line)
+        log.info("%s", _unstamped(line))
+
+    def _public(self, member: Member, line: str) -> None:
+        with self.lock:
+            if member.state is not State.IN_ROOM:
+                return
+            member.last_active = time.monotonic()
+            self.history.append(line)
+            self._broadcast(line)
+        if self.settings.log_chat:
+            log.info("%s", _unstamped(line))
+
+    def private(self, member: Member, recipient: str, text: str, color: str | None = None) -> None:
+        key = name_key(recipient)
+        with self.lock:
+            target = self._members.get(key)
+            member.last_active = time.monotonic()
+        if key == member.key:
+            member.tell(lines.error(stamp(), messages.PM_SELF()))
+            return
+        if target is None:
+            member.tell(lines.error(stamp(), messages.NO_SUCH_USER(name=recipient)))
+            return
+        now = stamp()
+        target.tell(lines.private(now, messages.PM_FROM(name=member.name), text, color))
+        member.tell(lines.private(now, messages.PM_TO(name=target.name), text, color))
+        log.info("private message %s -> %s (text not logged)", member.name, target.name)
+
+    def who(self, member: Member) -> None:
+        names = [m.name for m in self.members()]
+        chunks: list[list[str]] = [[]]
+        for name in names:
+            if sum(len(n) + 2 for n in chunks[-1]) + len(name) > WHO_LINE_CHARS:
+                chunks.append([])
+            chunks[-1].append(name)
+        now = stamp()
+        out = [lines.notice(now, messages.WHO(count=len(names), names=", ".join(chunks[0])))]
+        out += [lines.notice(now, messages.WHO_MORE(names=", ".join(chunk))) for chunk in chunks[1:]]
+        member.tell(*out)
+
+    def _broadcast(self, line: str) -> None:
+        """Post to everyone in the room; callers hold the lock, which fixes the order."""
+        self.fanout.broadcast(encode_line(line))
+
+    # --- shutting down ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Tell everyone the server is going away and hang up on them."""
+        with self.lock:
+            everyone = list(self._everyone)
+            for member in everyone:
+                member.state = State.GONE
+            self._members.clear()
+            self._waiting.clear()
+        goodbye = lines.notice(stamp(), messages.SHUTTING_DOWN())
+        for member in everyone:
+            member.tell(goodbye)
+            member.peer.hang_up()
+
+
+def _unstamped(line: str) -> str:
+    """A rendered line as the server log shows it (it has a timestamp of its own)."""
+    return strip_sgr(line).split("] ", 1)[-1]

@@ -1,0 +1,222 @@
+"""One client's thread: read its lines, follow the join flow, carry out its commands.
+
+This thread only ever *reads* its socket (writes go through the fan-out, see
+``chatroom.delivery``), so it may block in ``recv`` for as long as the client
+is idle: idle clients are never dropped. Only while a client is choosing a
+name or waiting for the operator does it read with a deadline.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import socketserver
+import ssl
+import time
+from collections import deque
+from typing import TYPE_CHECKING, NoReturn
+
+from chatroom.delivery import Peer
+from chatroom.room import Member, State, stamp
+from chatroom.tls import TlsLayer
+from formatting import lines
+from formatting.sanitize import clean
+from protocol import commands, messages
+from protocol.flood import TokenBucket
+from protocol.framing import Event, LineReader, Overlong
+
+if TYPE_CHECKING:
+    from chatroom.listener import ChatServer
+
+RECV_SIZE = 16384
+
+# Dead peers are found by TCP keepalive: first probe after this many idle
+# seconds, then every interval; the connection is dropped after the count.
+KEEPALIVE_IDLE = 60
+KEEPALIVE_INTERVAL = 15
+KEEPALIVE_COUNT = 4
+#: Unacknowledged data older than this (ms) also ends the connection.
+USER_TIMEOUT_MS = 120_000
+
+
+class Disconnected(Exception):
+    """The client is gone; the message says how, for the log."""
+
+
+def tune(sock: socket.socket) -> None:
+    """Low latency and dead-peer detection, where the platform offers them."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+class Session(socketserver.BaseRequestHandler):
+    """socketserver runs setup(), handle() and finish() in a thread of its own."""
+
+    server: ChatServer
+    request: socket.socket
+
+    def setup(self) -> None:
+        settings = self.server.settings
+        tune(self.request)
+        host, port = self.client_address[:2]
+        self.peer = Peer(self.request, f"{host}:{port}", settings.max_outbox)
+        self.server.room.fanout.add(self.peer)
+        self.member = Member(self.peer, str(host), int(port))
+        self.room = self.server.room
+        self.reader = LineReader(settings.max_line)
+        self.events: deque[Event] = deque()
+        self.tls: TlsLayer | None = None
+        self.counted = False
+        self.why = "closed by client"
+        self.lost = False  # the connection failed, as opposed to being closed
+
+    def handle(self) -> None:
+        try:
+            if self.server.tls_context is not None:
+                self._tls_handshake(self.server.tls_context)
+            refusal = self.room.connect(self.member)
+            if refusal is not None:
+                self.member.tell(lines.notice(None, refusal))
+                return
+            self.counted = True
+            self.member.tell(lines.notice(None, messages.GREETING()))
+            if self._choose_name():
+                self.room.request(self.member)
+                self._converse()
+        except Disconnected as gone:
+            self.why = str(gone)
+        except (ConnectionResetError, BrokenPipeError):
+            self.why = "closed by client (reset)"
+        except (OSError, ssl.SSLError) as error:
+            self.lost = True
+            self.why = f"connection lost: {error.__class__.__name__}"
+
+    def finish(self) -> None:
+        """Whatever happened, the member leaves and the socket goes back to the fan-out."""
+        lost = self.lost or self.peer.drop_reason is not None
+        notice = messages.DISCONNECTED if lost else messages.LEFT
+        self.room.depart(self.member, notice, self.peer.drop_reason or self.why)
+        if self.counted:
+            self.room.disconnect(self.member)
+        self.peer.release()
+
+    # --- joining ----------------------------------------------------------------
+
+    def _tls_handshake(self, context: ssl.SSLContext) -> None:
+        self.tls = TlsLayer(context)
+        self.peer.transform = self.tls
+        deadline = time.monotonic() + self.server.settings.name_timeout
+        while True:
+            done = self.tls.handshake(self._recv_raw(deadline))
+            self.peer.flush_transform()
+            if done:
+                return
+
+    def _choose_name(self) -> bool:
+        """Ask until the client gives a usable name."""
+        deadline = time.monotonic() + self.server.settings.name_timeout
+        prompt = messages.NAME_PROMPT.encode()
+        while True:
+            self.peer.send(prompt)
+            try:
+                event = self._next_event(deadline)
+            except TimeoutError:
+                self.room.refuse(self.member, messages.NAME_TIMEOUT, "no name given in time")
+                self.why = "no name given in time"
+                self._drain()
+            if isinstance(event, Overlong):
+                reason: str | None = messages.NAME_TOO_LONG.format(limit=self.server.settings.max_name)
+            else:
+                reason = self.room.claim(self.member, event.text)
+            if reason is None:
+                return True
+            self.member.tell(lines.error(None, messages.NAME_REJECTED(reason=reason)))
+
+    # --- in the room --------------------------------------------------------------
+
+    def _converse(self) -> None:
+        settings = self.server.settings
+        approval_deadline = time.monotonic() + settings.approval_timeout
+        bucket = TokenBucket(settings.flood_rate, settings.flood_burst, time.monotonic())
+        while True:
+            waiting = self.member.state is State.WAITING
+            try:
+                event = self._next_event(approval_deadline if waiting else None)
+            except TimeoutError:
+                self.room.refuse(self.member, messages.APPROVAL_TIMEOUT, "operator did not answer in time")
+                continue
+            state = self.member.state
+            if state is State.WAITING:
+                self.member.tell(lines.notice(None, messages.NOT_YET()))
+            elif state is State.IN_ROOM:
+                delay = bucket.delay(time.monotonic())
+                if delay:
+                    time.sleep(delay)
+                if not self._obey(event):
+                    return
+
+    def _obey(self, event: Event) -> bool:
+        """Carry out one line; False when the member has left."""
+        member, room = self.member, self.room
+        if isinstance(event, Overlong):
+            member.tell(lines.error(stamp(), messages.LINE_TOO_LONG(limit=event.limit)))
+            return True
+        command = commands.parse(clean(event.text))
+        if isinstance(command, commands.Say):
+            room.say(member, command.text, command.color)
+        elif isinstance(command, commands.Action):
+            room.act(member, command.text)
+        elif isinstance(command, commands.Private):
+            room.private(member, command.recipient, command.text, command.color)
+        elif isinstance(command, commands.Who):
+            room.who(member)
+        elif isinstance(command, commands.Help):
+            now, colors = stamp(), commands.color_list()
+            member.tell(*(lines.notice(now, text.format(colors=colors)) for text in messages.HELP))
+        elif isinstance(command, commands.Invalid):
+            member.tell(lines.error(stamp(), command.error))
+        elif isinstance(command, commands.Leave):
+            farewell = lines.notice(stamp(), messages.GOODBYE(name=member.name))
+            room.depart(member, messages.LEFT, "left with /leave", farewell)
+            self.why = "left with /leave"
+            return False
+        return True
+
+    # --- reading ------------------------------------------------------------------
+
+    def _next_event(self, deadline: float | None) -> Event:
+        while not self.events:
+            data = self._recv_raw(deadline)
+            if self.tls is not None:
+                data, goodbye = self.tls.decrypt(data)
+                if self.tls.has_output:
+                    self.peer.flush_transform()
+                if goodbye and not data:
+                    raise Disconnected("closed by client")
+            self.events.extend(self.reader.feed(data))
+        return self.events.popleft()
+
+    def _recv_raw(self, deadline: float | None) -> bytes:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            poller = select.poll()
+            poller.register(self.request, select.POLLIN)
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                raise TimeoutError
+        data = self.request.recv(RECV_SIZE)
+        if not data:
+            raise Disconnected("closed by client")
+        return data
+
+    def _drain(self) -> NoReturn:
+        """Discard input until the hang-up we asked for closes the connection."""
+        while True:
+            self._recv_raw(None)

@@ -1,0 +1,1 @@
+"""Text to terminal, free of I/O: markup to ANSI, colours and sanitising."""

@@ -1,0 +1,104 @@
+"""Bytes in, lines out: the wire's only framing rule is "a line ends at LF".
+
+Design rules, in the spirit of h11:
+
+* No I/O. A ``LineReader`` is fed whatever ``recv`` returned and hands back
+  events; the caller owns the socket, the thread and the clock.
+* Memory is bounded. A line may not grow past ``max_line`` bytes; the rest of
+  an overlong line is skipped up to its newline and reported once, so a peer
+  that sends megabytes without a newline costs ``max_line`` bytes, never more.
+* Decoding never fails. Lines are split on the LF byte *before* decoding, so a
+  multi-byte character split across two ``recv`` calls is reassembled, and
+  invalid UTF-8 becomes U+FFFD.
+* A trailing CR is dropped, so telnet's CRLF and nc's LF read the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENCODING = "utf-8"
+NEWLINE = b"\r\n"
+DEFAULT_MAX_LINE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A complete line, decoded, without its line ending."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Overlong:
+    """A line passed the limit; it is being discarded up to its newline."""
+
+    limit: int
+
+
+Event = Line | Overlong
+
+
+class LineReader:
+    """Incremental LF-delimited line splitter with a hard per-line limit."""
+
+    __slots__ = ("_buffer", "_skipping", "max_line")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        if max_line < 1:
+            raise ValueError("max_line must be at least 1")
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._skipping = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an unfinished line (never more than ``max_line + 1``)."""
+        return len(self._buffer)
+
+    def partial(self) -> str:
+        """The unfinished line so far (a prompt is a line without its newline)."""
+        return self._buffer.decode(ENCODING, errors="replace")
+
+    def feed(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                self._hold(data, start, events)
+                return events
+            if self._skipping:
+                self._skipping = False
+            elif len(self._buffer) + (end - start) > self.max_line + 1:
+                self._buffer.clear()
+                events.append(Overlong(self.max_line))
+            else:
+                self._buffer += data[start:end]
+                events.append(self._complete())
+            start = end + 1
+
+    def _hold(self, data: bytes, start: int, events: list[Event]) -> None:
+        if self._skipping:
+            return
+        # One byte of slack: a line of exactly max_line may still end in CR.
+        if len(self._buffer) + (len(data) - start) > self.max_line + 1:
+            self._buffer.clear()
+            self._skipping = True
+            events.append(Overlong(self.max_line))
+        else:
+            self._buffer += data[start:]
+
+    def _complete(self) -> Event:
+        raw = self._buffer
+        if raw.endswith(b"\r"):
+            del raw[-1]
+        too_long = len(raw) > self.max_line
+        text = "" if too_long else raw.decode(ENCODING, errors="replace")
+        raw.clear()
+        return Overlong(self.max_line) if too_long else Line(text)
+
+
+def encode_line(text: str) -> bytes:
+    """One outgoing line: UTF-8 with CRLF, which both nc and telnet display right."""
+    return text.encode(ENCODING) + NEWLINE

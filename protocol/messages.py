@@ -1,0 +1,125 @@
+"""The wording of everything the server says, in one place.
+
+Each message is a ``Wording``: the server formats it, and ``Client.py``, the
+tests and the README recognise it with ``Wording.match`` built from the same
+template, so the text can change without anything drifting out of step.
+
+Lines a member sees in the room start with a ``[HH:MM:SS]`` timestamp (see
+``formatting.lines``); ``match`` looks past it and past colour codes.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+
+from formatting.sanitize import strip_sgr
+
+NOTICE = "***"
+_STAMP = re.compile(r"^\[\d\d:\d\d(?::\d\d)?\] ")
+
+
+@dataclass(frozen=True)
+class Wording:
+    template: str
+    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts: list[str] = []
+        for literal, name, _spec, _conv in string.Formatter().parse(self.template):
+            parts.append(re.escape(literal))
+            if name is not None:
+                parts.append(f"(?P<{name}>.*?)")
+        object.__setattr__(self, "_pattern", re.compile("".join(parts) + r"\Z", re.S))
+
+    def __call__(self, **fields: object) -> str:
+        return self.template.format(**fields)
+
+    def match(self, line: str) -> dict[str, str] | None:
+        """The fields of ``line`` if it is this message (styles and stamp ignored)."""
+        found = self._pattern.match(_STAMP.sub("", strip_sgr(line)))
+        return found.groupdict() if found else None
+
+    def matches(self, line: str) -> bool:
+        return self.match(line) is not None
+
+
+# --- joining --------------------------------------------------------------
+
+GREETING = Wording(NOTICE + " Welcome to the chat room.")
+NAME_PROMPT = "Your name: "
+NAME_REJECTED = Wording(NOTICE + " That name can't be used: {reason}.")
+NAME_TIMEOUT = Wording(NOTICE + " No name was given in time. Bye.")
+WAITING = Wording(NOTICE + " Hello {name}. Waiting for the operator to let you in...")
+NOT_YET = Wording(NOTICE + " Please wait: you can chat once the operator lets you in.")
+WELCOME = Wording(NOTICE + " Welcome, {name}! In the room ({count}): {names}. Type /help for commands.")
+HISTORY_START = Wording(NOTICE + " Last {count} messages:")
+HISTORY_END = Wording(NOTICE + " End of history.")
+
+# Refusals: the connection is closed right after one of these.
+REFUSED = Wording(NOTICE + " The operator did not let you in. Bye.")
+APPROVAL_TIMEOUT = Wording(NOTICE + " The operator did not answer in time. Bye.")
+ROOM_FULL = Wording(NOTICE + " The room is full ({limit} people). Try again later.")
+QUEUE_FULL = Wording(NOTICE + " Too many people are waiting to join. Try again later.")
+TOO_MANY_FROM_HOST = Wording(NOTICE + " Too many connections from your address ({limit}).")
+BANNED = Wording(NOTICE + " You are banned from this room.")
+REFUSALS = (REFUSED, APPROVAL_TIMEOUT, ROOM_FULL, QUEUE_FULL, TOO_MANY_FROM_HOST, BANNED, NAME_TIMEOUT)
+
+# --- name rules (reasons for NAME_REJECTED) -------------------------------
+
+NAME_EMPTY = "it is empty"
+NAME_TOO_LONG = "it is longer than {limit} characters"
+NAME_HAS_SPACE = "it contains a space"
+NAME_HAS_CONTROL = "it contains control characters"
+NAME_BAD_CHARACTER = "only letters, digits, '_', '-' and '.' are allowed, starting with a letter or digit"
+NAME_RESERVED = "'{name}' is reserved"
+NAME_TAKEN = "'{name}' is already taken"
+
+# --- in the room ----------------------------------------------------------
+
+JOINED = Wording(NOTICE + " {name} joined ({count} in the room)")
+LEFT = Wording(NOTICE + " {name} left ({count} in the room)")
+DISCONNECTED = Wording(NOTICE + " {name} disconnected ({count} in the room)")
+KICKED_NOTICE = Wording(NOTICE + " {name} was removed by the operator ({count} in the room)")
+ANNOUNCEMENT = Wording(NOTICE + " Operator: {text}")
+WHO = Wording(NOTICE + " In the room ({count}): {names}")
+WHO_MORE = Wording(NOTICE + " ... {names}")
+
+SPEAKER = Wording("<{name}>")
+ACTOR = Wording("* {name}")
+PM_FROM = Wording("[PM from {name}]")
+PM_TO = Wording("[PM to {name}]")
+# Whole lines as a reader sees them (formatting.lines puts label and text together).
+MESSAGE = Wording(SPEAKER.template + " {text}")
+ACTION = Wording(ACTOR.template + " {text}")
+PRIVATE_FROM = Wording(PM_FROM.template + " {text}")
+
+# --- errors, to the sender only -------------------------------------------
+
+UNKNOWN_COMMAND = Wording(NOTICE + " Unknown command {command}. Type /help for the list.")
+UNKNOWN_COLOR = Wording(NOTICE + " Unknown colour '{color}'. Colours: {colors}.")
+NO_SUCH_USER = Wording(NOTICE + " No one called '{name}' is in the room.")
+PM_SELF = Wording(NOTICE + " That is you: private messages go to someone else.")
+USAGE = Wording(NOTICE + " Usage: {usage}")
+LINE_TOO_LONG = Wording(NOTICE + " That line was longer than {limit} bytes and was not sent.")
+
+# --- leaving --------------------------------------------------------------
+
+GOODBYE = Wording(NOTICE + " Goodbye, {name}.")
+KICKED = Wording(NOTICE + " You were removed by the operator{reason}.")
+SHUTTING_DOWN = Wording(NOTICE + " The server is shutting down. Bye.")
+SLOW_READER = Wording(NOTICE + " You were disconnected: your connection was not keeping up.")
+
+HELP = (
+    NOTICE + " Commands:",
+    NOTICE + "   /private <name> <text>   private message (also: DM <name> <text>, /msg)",
+    NOTICE + "   /color <colour> <text>   coloured message; /private <name> /color <colour> <text>",
+    NOTICE + "   /me <action>             * you do something",
+    NOTICE + "   /who                     who is in the room",
+    NOTICE + "   /leave                   leave the room (also /quit)",
+    NOTICE + "   /help                    this list",
+    NOTICE + " Markup: **bold** __italic__ ~~strike~~, nestable; \\** writes ** literally.",
+    NOTICE + " Colours: {colors}.",
+    NOTICE + " Start a line with // to send text beginning with /.",
+)

@@ -1,0 +1,37 @@
+"""Shared fixtures: a real server on port 0 that the test can approve through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from harness import ServerProcess
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def start_server() -> Iterator[StartServer]:
+    """Start ``Server.py --port 0 --db :memory: ARGS...``; every one is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, db: str = ":memory:", **kwargs: object) -> ServerProcess:
+        server = ServerProcess("--db", db, *args, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: StartServer) -> ServerProcess:
+    """A server that asks the operator (the test) about every newcomer."""
+    return start_server()
+
+
+@pytest.fixture
+def open_server(start_server: StartServer) -> ServerProcess:
+    """A server that lets everyone in."""
+    return start_server("--approve", "all")

@@ -1,0 +1,332 @@
+"""Drive the real programs: a Server.py process, raw sockets, Client.py processes.
+
+Everything waits for a condition with a deadline; nothing sleeps and hopes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pyte
+
+from formatting.sanitize import strip_sgr
+from protocol import messages
+from protocol.messages import Wording
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+WAIT = 10.0
+
+
+def wait_until(condition: Callable[[], object], timeout: float = WAIT, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Output:
+    """Lines from a stream, collected by a thread, searchable with a deadline."""
+
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: Iterable[bytes]) -> None:
+        for raw in stream:
+            with self._cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = WAIT, start: int = 0) -> str:
+        """The first line (from index ``start``) matching the regex, stripped of SGR."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    if regex.search(strip_sgr(line)):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    raise AssertionError(f"no line matching {pattern!r}; got:\n" + "\n".join(self.lines))
+                self._cond.wait(remaining)
+
+    def wait_closed(self, timeout: float = WAIT) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed, timeout)
+            if not self._closed:
+                raise AssertionError("stream still open")
+
+
+class ServerProcess:
+    """``python Server.py --port 0`` with its console on a pipe."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            [PYTHON, "-u", str(ROOT / "Server.py"), "--port", "0", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.proc.stdout is not None
+        self.log = Output(self.proc.stdout)
+        line = self.log.wait_for(r"listening on \S+:\d+")
+        found = re.search(r"listening on (\S+):(\d+)", strip_sgr(line))
+        assert found
+        self.host, self.port = found.group(1).strip("[]"), int(found.group(2))
+
+    def console(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def asked_about(self, name: str) -> str:
+        return self.log.wait_for(rf"join request: {re.escape(name)} from ")
+
+    def approve(self, name: str) -> None:
+        self.asked_about(name)
+        self.console("y")
+
+    def refuse(self, name: str) -> None:
+        self.asked_about(name)
+        self.console("n")
+
+    def connect(self, name: str | None = None, approve: bool = True) -> RawClient:
+        client = RawClient(self.host, self.port)
+        if name is not None:
+            client.send_name(name)
+            if approve and "all" not in self.args:
+                self.approve(name)
+            if approve:
+                client.expect(messages.WELCOME)
+        return client
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.wait_closed()
+        return self.proc.returncode
+
+
+class RawClient:
+    """A bare socket speaking the wire protocol, as nc would."""
+
+    def __init__(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        self.sock = sock or socket.create_connection((host, port), timeout=WAIT)
+        self.buffer = b""
+        self.lines: list[str] = []  # everything received, in order
+        self.seen = 0  # lines before this index were consumed by expect()
+        self.closed = False
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode() + b"\n")
+
+    def send_name(self, name: str) -> None:
+        self.read_until_prompt()
+        self.send(name)
+
+    def _fill(self, timeout: float) -> bool:
+        """Read what is there (waiting up to ``timeout``); False once closed."""
+        if self.closed:
+            return False
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if not ready:
+            return True
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.buffer += data
+        *complete, self.buffer = self.buffer.split(b"\n")
+        self.lines += [line.decode("utf-8", "replace").rstrip("\r") for line in complete]
+        return True
+
+    def read_until_prompt(self, timeout: float = WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.buffer.decode("utf-8", "replace").endswith(messages.NAME_PROMPT):
+            if not self._fill(deadline - time.monotonic()) or time.monotonic() > deadline:
+                raise AssertionError(f"no name prompt; got {self.lines} {self.buffer!r}")
+        self.buffer = b""
+
+    def expect(self, wanted: Wording | str, timeout: float = WAIT) -> str:
+        """Wait for the next line that is ``wanted`` (a Wording, or a regex); return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.seen < len(self.lines):
+                line = self.lines[self.seen]
+                self.seen += 1
+                if _matches(wanted, line):
+                    return line
+            if not self._fill(deadline - time.monotonic()) or time.monotonic() > deadline:
+                raise AssertionError(f"never got {wanted!r}; got {self.lines}")
+
+    def expect_closed(self, timeout: float = WAIT) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while self._fill(deadline - time.monotonic()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"connection still open; got {self.lines}")
+        return self.lines
+
+    def drain(self, quiet: float = 0.3) -> list[str]:
+        """Everything that arrives until the line has been quiet for ``quiet`` seconds."""
+        while True:
+            before = len(self.lines)
+            if not self._fill(quiet) or len(self.lines) == before:
+                return self.lines
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _matches(wanted: Wording | str, line: str) -> bool:
+    if isinstance(wanted, Wording):
+        return wanted.matches(line)
+    return re.search(wanted, strip_sgr(line)) is not None
+
+
+def client_process(port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Client.py with pipes: not a terminal, so it reads plain lines."""
+    return subprocess.Popen(
+        [PYTHON, "-u", str(ROOT / "Client.py"), "--port", str(port), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+# --- seeing it as a terminal does -------------------------------------------------
+
+PYTE_COLORS = {"yellow": "brown", "bright_yellow": "brightbrown"}
+
+
+def pyte_color(name: str) -> str:
+    """pyte's name for one of our colours."""
+    return PYTE_COLORS.get(name, name.replace("_", ""))
+
+
+def screen_of(text: str, columns: int = 120, rows: int = 40) -> pyte.Screen:
+    screen = pyte.Screen(columns, rows)
+    stream = pyte.Stream(screen)
+    stream.feed(text.replace("\r\n", "\n").replace("\n", "\r\n"))
+    return screen
+
+
+def find_cells(screen: pyte.Screen, word: str) -> list[pyte.screens.Char]:
+    """The cells showing ``word`` (its first occurrence on screen)."""
+    for row in range(screen.lines):
+        line = "".join(screen.buffer[row][col].data for col in range(screen.columns))
+        at = line.find(word)
+        if at >= 0:
+            return [screen.buffer[row][at + i] for i in range(len(word))]
+    raise AssertionError(f"{word!r} not on screen:\n" + "\n".join(screen.display))
+
+
+class TerminalClient:
+    """Client.py in a pseudo-terminal, its screen kept by a terminal emulator."""
+
+    def __init__(
+        self, port: int, *args: str, columns: int = 100, rows: int = 30, env: dict[str, str] | None = None
+    ) -> None:
+        import pexpect
+
+        self.child = pexpect.spawn(
+            PYTHON,
+            [str(ROOT / "Client.py"), "--port", str(port), *args],
+            cwd=str(ROOT),
+            env={**os.environ, "TERM": "xterm-256color", **(env or {})},
+            dimensions=(rows, columns),
+        )
+        child = self.child
+
+        class AnsweringScreen(pyte.Screen):  # type: ignore[misc]
+            def write_process_input(self, data: str) -> None:
+                child.send(data)  # answers cursor-position queries like a real terminal
+
+        self.screen = AnsweringScreen(columns, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = b""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        import pexpect
+
+        while True:
+            try:
+                data = self.child.read_nonblocking(65536, timeout=None)
+            except (pexpect.EOF, OSError):
+                return
+            with self._lock:
+                self.raw += data
+                self.stream.feed(data)
+
+    def display(self) -> str:
+        with self._lock:
+            return "\n".join(line.rstrip() for line in self.screen.display)
+
+    def wait_screen(self, pattern: str, timeout: float = WAIT) -> str:
+        regex = re.compile(pattern)
+        wait_until(lambda: regex.search(self.display()), timeout, f"{pattern!r} on screen")
+        return self.display()
+
+    def cells(self, word: str) -> list[pyte.screens.Char]:
+        with self._lock:
+            return find_cells(self.screen, word)
+
+    def wait_prompt(self, prompt: str, timeout: float = WAIT) -> None:
+        """Wait until the input line shows ``prompt`` (the client is ready for keys)."""
+        wait_until(lambda: self.cursor_line().startswith(prompt.rstrip()), timeout, f"prompt {prompt!r}")
+
+    def cursor_line(self) -> str:
+        with self._lock:
+            return self.screen.display[self.screen.cursor.y].rstrip()
+
+    def type(self, text: str) -> None:
+        self.child.send(text)
+
+    def wait_exit(self, timeout: float = WAIT) -> int:
+        wait_until(lambda: not self.child.isalive(), timeout, "the client to exit")
+        self.child.close()
+        return int(self.child.exitstatus if self.child.exitstatus is not None else -1)
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)

@@ -1,0 +1,168 @@
+"""Client.py end to end: scripted through pipes, and interactive in a pseudo-terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from harness import WAIT, ServerProcess, TerminalClient, client_process, pyte_color
+
+from protocol import messages
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[TerminalClient]]:
+    opened: list[TerminalClient] = []
+    yield opened
+    for terminal in opened:
+        terminal.close()
+
+
+def run_script(server: ServerProcess, name: str, script: str, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    proc = client_process(server.port, "--name", name, *args, env=env)
+    out, err = proc.communicate(script.encode(), timeout=WAIT)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_scripted_client_talks_and_leaves_at_end_of_input(open_server: ServerProcess) -> None:
+    watcher = open_server.connect("watcher")
+    code, out, err = run_script(open_server, "bot", "hello from a script\n/private watcher psst\n")
+    assert code == 0, err
+    assert "Welcome, bot!" in out and "<bot> hello from a script" in out and "[PM to watcher] psst" in out
+    assert "\x1b[" not in out  # not a terminal: no colour codes
+    assert "you left the room" in err
+    watcher.expect("<bot> hello from a script")
+    watcher.expect(messages.PRIVATE_FROM)
+    watcher.expect(messages.LEFT)
+
+
+def test_name_can_be_the_first_line_of_input(open_server: ServerProcess) -> None:
+    proc = client_process(open_server.port)
+    out, _ = proc.communicate(b"scripted\nhi\n", timeout=WAIT)
+    assert proc.returncode == 0 and "<scripted> hi" in out.decode()
+
+
+def test_lines_typed_before_approval_wait_for_it(server: ServerProcess) -> None:
+    alice = server.connect("alice")
+    proc = client_process(server.port, "--name", "patient")
+    assert proc.stdin is not None
+    proc.stdin.write(b"typed while waiting\n")
+    proc.stdin.close()
+    server.approve("patient")
+    alice.expect("<patient> typed while waiting")
+    assert proc.wait(WAIT) == 0
+
+
+def test_refused_client_exits_3_saying_why(server: ServerProcess) -> None:
+    proc = client_process(server.port, "--name", "unwelcome")
+    server.refuse("unwelcome")
+    _out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 3 and "not let in" in err.decode()
+
+
+def test_taken_name_in_a_script_exits_3(open_server: ServerProcess) -> None:
+    _alice = open_server.connect("alice")
+    code, out, err = run_script(open_server, "alice", "hi\n")
+    assert code == 3 and "That name can't be used" in out and "name was not accepted" in err
+
+
+def test_server_going_away_exits_1(open_server: ServerProcess) -> None:
+    proc = client_process(open_server.port, "--name", "stayer")
+    open_server.log.wait_for("join stayer")
+    open_server.stop()
+    _out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 1 and "shut down" in err.decode()
+
+
+def test_cannot_connect_exits_1() -> None:
+    proc = client_process(1, "--name", "x")
+    _out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 1 and "cannot connect" in err.decode()
+
+
+def test_terminal_shows_colour_and_markup(
+    open_server: ServerProcess, terminals: list[TerminalClient]
+) -> None:
+    term = TerminalClient(open_server.port, "--name", "viewer")
+    terminals.append(term)
+    term.wait_screen(r"Welcome, viewer!")
+    alice = open_server.connect("alice")
+    alice.send("/color magenta **bold** __it__ ~~gone~~ plain")
+    term.wait_screen(r"<alice> bold it gone plain")
+    magenta = pyte_color("magenta")
+    assert all(c.bold and c.fg == magenta for c in term.cells("bold"))
+    assert all(c.italics for c in term.cells(" it ")[1:3])
+    assert all(c.strikethrough for c in term.cells("gone"))
+    assert all(not c.bold and c.fg == magenta for c in term.cells("plain"))
+
+
+def test_no_color_strips_styles(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+    term = TerminalClient(open_server.port, "--name", "mono", env={"NO_COLOR": "1"})
+    terminals.append(term)
+    term.wait_screen(r"Welcome, mono!")
+    open_server.connect("alice").send("**loud**")
+    term.wait_screen(r"<alice> loud")
+    assert not any(c.bold for c in term.cells("loud"))
+
+
+def test_typing_survives_incoming_messages(
+    open_server: ServerProcess, terminals: list[TerminalClient]
+) -> None:
+    term = TerminalClient(open_server.port, "--name", "typist")
+    terminals.append(term)
+    term.wait_screen(r"Welcome, typist!")
+    term.wait_prompt("typist>")
+    alice = open_server.connect("alice")
+    term.type("half a thou")
+    term.wait_screen(r"typist> half a thou")
+    for i in range(5):
+        alice.send(f"interruption {i}")
+    term.wait_screen(r"interruption 4")
+    assert term.cursor_line().endswith("typist> half a thou")
+    term.type("ght\r")
+    alice.expect("<typist> half a thought")
+
+
+def test_interactive_name_prompt_asks_again(
+    open_server: ServerProcess, terminals: list[TerminalClient]
+) -> None:
+    _taken = open_server.connect("taken")
+    term = TerminalClient(open_server.port)
+    terminals.append(term)
+    term.wait_prompt("Your name:")
+    term.type("taken\r")
+    term.wait_screen(r"'taken' is already taken")
+    term.wait_prompt("Your name:")
+    term.type("fresh\r")
+    term.wait_screen(r"Welcome, fresh!")
+
+
+def test_ctrl_d_leaves_cleanly(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+    watcher = open_server.connect("watcher")
+    term = TerminalClient(open_server.port, "--name", "quitter")
+    terminals.append(term)
+    term.wait_screen(r"Welcome, quitter!")
+    term.wait_prompt("quitter>")
+    term.type("\x04")
+    assert term.wait_exit() == 0
+    watcher.expect(messages.LEFT)
+
+
+def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+    watcher = open_server.connect("watcher")
+    term = TerminalClient(open_server.port, "--name", "breaker")
+    terminals.append(term)
+    term.wait_screen(r"Welcome, breaker!")
+    term.wait_prompt("breaker>")
+    term.type("\x03")
+    assert term.wait_exit() == 130
+    watcher.expect(messages.LEFT)
+
+
+def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+    term = TerminalClient(open_server.port, "--name", "leaver")
+    terminals.append(term)
+    term.wait_screen(r"Welcome, leaver!")
+    term.wait_prompt("leaver>")
+    term.type("/leave\r")
+    assert term.wait_exit() == 0
