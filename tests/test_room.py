@@ -299,6 +299,7 @@ def test_nc_is_a_usable_client(open_server: ServerProcess) -> None:
         "text": "hello from nc 👋",
     }
     alice.send("hi nc")
+    alice.expect("<alice> hi nc")  # so it was sent to nc too, before nc leaves
     nc.stdin.write(b"/leave\n")
     nc.stdin.close()
     out = nc.stdout.read().decode()
