@@ -72,6 +72,8 @@ def serve(settings: Settings) -> int:
 
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
+    threading.Thread(target=operator.run, args=(sys.stdin,), name="console", daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     log.info(
         "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
         server.address,
@@ -81,8 +83,6 @@ def serve(settings: Settings) -> int:
         history.path,
         files,
     )
-    threading.Thread(target=operator.run, args=(sys.stdin,), name="console", daemon=True).start()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     stop.wait()
 
     log.info("shutting down")

@@ -43,6 +43,7 @@ class Settings:
     tls_key: str | None = None
     fanout_threads: int = 2
     thread_stack_kib: int = 256
+    sndbuf: int = 128 * 1024
 
 
 def _positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
@@ -131,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument(
         "--fanout-threads", type=_positive(int), default=d.fanout_threads, help="threads that send"
+    )
+    tuning.add_argument(
+        "--sndbuf",
+        type=_positive(int),
+        default=d.sndbuf,
+        help="kernel send buffer per client in bytes (0 = kernel autotuning, up to MBs each)",
     )
     tuning.add_argument(
         "--thread-stack-kib",

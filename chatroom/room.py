@@ -196,8 +196,10 @@ class Room:
             if member.state not in (State.NAMING, State.WAITING):
                 return False
             self._waiting.pop(member.key, None)
+            after_prompt = member.state is State.NAMING  # the cursor is still on "Your name: "
             member.state = State.GONE
-            member.tell(lines.notice(None, wording(**fields)))
+            notice = lines.notice(None, wording(**fields))
+            member.tell(*(["", notice] if after_prompt else [notice]))
             member.peer.hang_up()
             log.info("refused %s: %s", member.who, why)
         self.on_queue_change()
@@ -318,16 +320,15 @@ class Room:
 
     def close(self) -> None:
         """Tell everyone the server is going away and hang up on them."""
+        goodbye = lines.notice(stamp(), messages.SHUTTING_DOWN())
         with self.lock:
             everyone = list(self._everyone)
             for member in everyone:
+                member.tell(*(["", goodbye] if member.state is State.NAMING else [goodbye]))
                 member.state = State.GONE
+                member.peer.hang_up()
             self._members.clear()
             self._waiting.clear()
-        goodbye = lines.notice(stamp(), messages.SHUTTING_DOWN())
-        for member in everyone:
-            member.tell(goodbye)
-            member.peer.hang_up()
 
 
 def _unstamped(line: str) -> str:

@@ -8,6 +8,8 @@ name or waiting for the operator does it read with a deadline.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import select
 import socket
 import socketserver
@@ -28,6 +30,8 @@ from protocol.framing import Event, LineReader, Overlong
 if TYPE_CHECKING:
     from chatroom.listener import ChatServer
 
+log = logging.getLogger("chat")
+
 RECV_SIZE = 16384
 
 # Dead peers are found by TCP keepalive: first probe after this many idle
@@ -43,18 +47,27 @@ class Disconnected(Exception):
     """The client is gone; the message says how, for the log."""
 
 
-def tune(sock: socket.socket) -> None:
-    """Low latency and dead-peer detection, where the platform offers them."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (
-        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
-    ):
-        if hasattr(socket, option):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+def tune(sock: socket.socket, sndbuf: int) -> None:
+    """Low latency, dead-peer detection and a bounded kernel send buffer.
+
+    Left to autotuning, Linux lets one client that stops reading hold
+    megabytes of kernel memory before our own outbox limit even sees it; a
+    fixed buffer makes that limit mean what it says. Never raises: a peer
+    may already have reset the connection, which the reading loop will see.
+    """
+    options = [(socket.SOL_SOCKET, "SO_SNDBUF", sndbuf)] if sndbuf else []
+    options += [
+        (socket.IPPROTO_TCP, "TCP_NODELAY", 1),
+        (socket.SOL_SOCKET, "SO_KEEPALIVE", 1),
+        (socket.IPPROTO_TCP, "TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        (socket.IPPROTO_TCP, "TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        (socket.IPPROTO_TCP, "TCP_KEEPCNT", KEEPALIVE_COUNT),
+        (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+    ]
+    for level, name, value in options:
+        if hasattr(socket, name):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, getattr(socket, name), value)
 
 
 class Session(socketserver.BaseRequestHandler):
@@ -64,8 +77,9 @@ class Session(socketserver.BaseRequestHandler):
     request: socket.socket
 
     def setup(self) -> None:
+        """Must not raise: socketserver skips finish() (and so the close) if it does."""
         settings = self.server.settings
-        tune(self.request)
+        tune(self.request, settings.sndbuf)
         host, port = self.client_address[:2]
         self.peer = Peer(self.request, f"{host}:{port}", settings.max_outbox)
         self.server.room.fanout.add(self.peer)
@@ -146,6 +160,7 @@ class Session(socketserver.BaseRequestHandler):
         settings = self.server.settings
         approval_deadline = time.monotonic() + settings.approval_timeout
         bucket = TokenBucket(settings.flood_rate, settings.flood_burst, time.monotonic())
+        throttled = False
         while True:
             waiting = self.member.state is State.WAITING
             try:
@@ -153,15 +168,19 @@ class Session(socketserver.BaseRequestHandler):
             except TimeoutError:
                 self.room.refuse(self.member, messages.APPROVAL_TIMEOUT, "operator did not answer in time")
                 continue
+            # Flood control: past the burst, stop reading for a while. The
+            # lines wait in the kernel's buffers, so none is lost or reordered.
+            delay = bucket.delay(time.monotonic())
+            if delay and not throttled:
+                log.info("flood control: slowing down %s", self.member.who)
+            throttled = bool(delay)
+            if delay:
+                time.sleep(delay)
             state = self.member.state
             if state is State.WAITING:
                 self.member.tell(lines.notice(None, messages.NOT_YET()))
-            elif state is State.IN_ROOM:
-                delay = bucket.delay(time.monotonic())
-                if delay:
-                    time.sleep(delay)
-                if not self._obey(event):
-                    return
+            elif state is State.IN_ROOM and not self._obey(event):
+                return
 
     def _obey(self, event: Event) -> bool:
         """Carry out one line; False when the member has left."""

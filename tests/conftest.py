@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from harness import ServerProcess
 
-StartServer = Callable[..., ServerProcess]
+from harness import ServerProcess, StartServer
 
 
 @pytest.fixture

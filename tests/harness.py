@@ -140,6 +140,10 @@ class ServerProcess:
         return self.proc.returncode
 
 
+#: The ``start_server`` fixture: ``start_server("--approve", "all", db=PATH)``.
+StartServer = Callable[..., "ServerProcess"]
+
+
 class RawClient:
     """A bare socket speaking the wire protocol, as nc would."""
 
@@ -161,8 +165,9 @@ class RawClient:
         """Read what is there (waiting up to ``timeout``); False once closed."""
         if self.closed:
             return False
-        ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if not ready:
+        buffered = getattr(self.sock, "pending", lambda: 0)()  # TLS records already decrypted
+        ready, _, _ = select.select([self.sock], [], [], 0 if buffered else max(0.0, timeout))
+        if not ready and not buffered:
             return True
         try:
             data = self.sock.recv(65536)
@@ -330,3 +335,25 @@ class TerminalClient:
     def close(self) -> None:
         if self.child.isalive():
             self.child.terminate(force=True)
+
+
+def process_threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+
+def process_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def process_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("VmRSS:")).split()[1])
+
+
+def reset(sock: socket.socket) -> None:
+    """Close abruptly: RST instead of FIN, as a crashed peer or a middlebox would."""
+    import struct
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()

@@ -1,13 +1,13 @@
 import re
 
 import pytest
-from harness import find_cells, pyte_color, screen_of
 from hypothesis import given
 from hypothesis import strategies as st
 
 from formatting import lines
 from formatting.markup import RESET, escape, plain, render
 from formatting.sanitize import strip_sgr
+from harness import find_cells, pyte_color, screen_of
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 

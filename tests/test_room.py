@@ -8,9 +8,9 @@ import subprocess
 import time
 
 import pytest
-from harness import WAIT, RawClient, ServerProcess, find_cells, pyte_color, screen_of
 
 from formatting.sanitize import strip_sgr
+from harness import WAIT, RawClient, ServerProcess, StartServer, find_cells, pyte_color, screen_of
 from protocol import messages
 
 STAMP = r"^\[\d\d:\d\d:\d\d\] "
@@ -235,7 +235,7 @@ def test_leave_and_disconnect_both_notify_the_room(server: ServerProcess) -> Non
     server.log.wait_for(r"disconnect carol .*\(1 in room, 0 waiting, 1 connected\)")
 
 
-def test_history_is_replayed_on_join(start_server) -> None:  # type: ignore[no-untyped-def]
+def test_history_is_replayed_on_join(start_server: StartServer) -> None:
     server = start_server("--approve", "all", "--history", "3")
     alice = server.connect("alice")
     for i in range(5):
