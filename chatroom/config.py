@@ -37,6 +37,7 @@ class Settings:
     max_pending: int = 16
     max_per_ip: int = 16
     exempt: tuple[str, ...] = LOOPBACK
+    keepalive: int = 60
     name_timeout: float = 120.0
     approval_timeout: float = 300.0
     tls_cert: str | None = None
@@ -118,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(d.exempt),
         metavar="IPS",
         help="comma-separated addresses exempt from --max-per-ip",
+    )
+    limits.add_argument(
+        "--keepalive",
+        type=_positive(int),
+        default=d.keepalive,
+        help="seconds of silence before TCP keepalive probes a client; a dead one is dropped "
+        "after twice that (idle clients that answer are never dropped)",
+    )
+    limits.add_argument(
+        "--max-name", type=_positive(int), default=d.max_name, help="characters in a name"
     )
     limits.add_argument(
         "--name-timeout", type=_positive(float), default=d.name_timeout, help="seconds to give a name"

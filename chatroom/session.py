@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, NoReturn
 
+from chatroom.config import Settings
 from chatroom.delivery import Peer
 from chatroom.room import Member, State, stamp
 from chatroom.tls import TlsLayer
@@ -34,35 +35,63 @@ log = logging.getLogger("chat")
 
 RECV_SIZE = 16384
 
-# Dead peers are found by TCP keepalive: first probe after this many idle
-# seconds, then every interval; the connection is dropped after the count.
-KEEPALIVE_IDLE = 60
-KEEPALIVE_INTERVAL = 15
-KEEPALIVE_COUNT = 4
-#: Unacknowledged data older than this (ms) also ends the connection.
-USER_TIMEOUT_MS = 120_000
+#: Keepalive probes sent before a silent peer is declared dead.
+KEEPALIVE_PROBES = 4
 
 
 class Disconnected(Exception):
     """The client is gone; the message says how, for the log."""
 
+    def __init__(self, why: str, lost: bool = False) -> None:
+        super().__init__(why)
+        self.lost = lost  # the network failed, as opposed to the client closing
 
-def tune(sock: socket.socket, sndbuf: int) -> None:
+
+_TCP_CLOSE = 7  # tcp_info.tcpi_state once the kernel has given up on a connection
+
+
+def timed_out(sock: socket.socket) -> bool:
+    """Did TCP give up on this peer (keepalive or retransmissions unanswered)?
+
+    When that happens ``recv`` sometimes reports a plain end of stream, as if
+    the peer had closed; TCP_INFO tells the two apart (Linux only).
+    """
+    if not hasattr(socket, "TCP_INFO"):
+        return False
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 4)
+    except OSError:
+        return False
+    state, _ca_state, retransmits, probes = info[:4]
+    return state == _TCP_CLOSE and bool(retransmits or probes)
+
+
+def tune(sock: socket.socket, settings: Settings) -> None:
     """Low latency, dead-peer detection and a bounded kernel send buffer.
 
-    Left to autotuning, Linux lets one client that stops reading hold
-    megabytes of kernel memory before our own outbox limit even sees it; a
-    fixed buffer makes that limit mean what it says. Never raises: a peer
-    may already have reset the connection, which the reading loop will see.
+    Dead peers: after ``keepalive`` idle seconds TCP probes the peer, every
+    quarter of that, and drops it after ``KEEPALIVE_PROBES`` unanswered
+    probes; ``TCP_USER_TIMEOUT`` gives unacknowledged data the same
+    deadline (on Linux it also governs the keepalive verdict). A client
+    that is merely quiet answers the probes and stays forever.
+
+    Send buffer: left to autotuning, Linux lets one client that stops
+    reading hold megabytes of kernel memory before our own outbox limit even
+    sees it; a fixed buffer makes that limit mean what it says.
+
+    Never raises: a peer may already have reset the connection, which the
+    reading loop will see.
     """
-    options = [(socket.SOL_SOCKET, "SO_SNDBUF", sndbuf)] if sndbuf else []
+    idle = max(1, settings.keepalive)
+    interval = max(1, idle // 4)
+    options = [(socket.SOL_SOCKET, "SO_SNDBUF", settings.sndbuf)] if settings.sndbuf else []
     options += [
         (socket.IPPROTO_TCP, "TCP_NODELAY", 1),
         (socket.SOL_SOCKET, "SO_KEEPALIVE", 1),
-        (socket.IPPROTO_TCP, "TCP_KEEPIDLE", KEEPALIVE_IDLE),
-        (socket.IPPROTO_TCP, "TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-        (socket.IPPROTO_TCP, "TCP_KEEPCNT", KEEPALIVE_COUNT),
-        (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+        (socket.IPPROTO_TCP, "TCP_KEEPIDLE", idle),
+        (socket.IPPROTO_TCP, "TCP_KEEPINTVL", interval),
+        (socket.IPPROTO_TCP, "TCP_KEEPCNT", KEEPALIVE_PROBES),
+        (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", (idle + interval * KEEPALIVE_PROBES) * 1000),
     ]
     for level, name, value in options:
         if hasattr(socket, name):
@@ -79,7 +108,7 @@ class Session(socketserver.BaseRequestHandler):
     def setup(self) -> None:
         """Must not raise: socketserver skips finish() (and so the close) if it does."""
         settings = self.server.settings
-        tune(self.request, settings.sndbuf)
+        tune(self.request, settings)
         host, port = self.client_address[:2]
         self.peer = Peer(self.request, f"{host}:{port}", settings.max_outbox)
         self.server.room.fanout.add(self.peer)
@@ -106,7 +135,7 @@ class Session(socketserver.BaseRequestHandler):
                 self.room.request(self.member)
                 self._converse()
         except Disconnected as gone:
-            self.why = str(gone)
+            self.why, self.lost = str(gone), gone.lost
         except (ConnectionResetError, BrokenPipeError):
             self.why = "closed by client (reset)"
         except (OSError, ssl.SSLError) as error:
@@ -232,6 +261,8 @@ class Session(socketserver.BaseRequestHandler):
                 raise TimeoutError
         data = self.request.recv(RECV_SIZE)
         if not data:
+            if timed_out(self.request):
+                raise Disconnected("connection lost: timed out", lost=True)
             raise Disconnected("closed by client")
         return data
 

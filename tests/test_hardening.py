@@ -5,13 +5,18 @@ Each test here fails without the protection it names.
 
 from __future__ import annotations
 
+import os
 import re
 import selectors
+import shutil
 import socket
 import sqlite3
 import ssl
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -262,6 +267,15 @@ def test_name_timeout(start_server: StartServer) -> None:
     silent.expect_closed()
 
 
+def test_name_length_limit(start_server: StartServer) -> None:
+    server = start_server("--approve", "all", "--max-name", "5")
+    client = RawClient(server.host, server.port)
+    client.send_name("sixsix")
+    assert "longer than 5 characters" in client.expect(messages.NAME_REJECTED)
+    client.send_name("five5")
+    client.expect(messages.WELCOME)
+
+
 def test_nothing_reaches_or_leaves_an_unapproved_client(server: ServerProcess) -> None:
     alice = server.connect("alice")
     lurker = RawClient(server.host, server.port)
@@ -347,6 +361,85 @@ def test_half_open_clients_do_not_block_others(start_server: StartServer) -> Non
     bob.expect("<alice> not blocked")
     for sock in silent:
         sock.close()
+
+
+GHOST = """
+import socket, sys, time
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+data = b""
+while b"Your name: " not in data:
+    data += sock.recv(4096)
+sock.sendall(b"ghost\\n")
+while b"Welcome, ghost" not in data:
+    data += sock.recv(4096)
+print("in", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def test_host() -> Iterator[str]:
+    """A second host: a network namespace joined to this one by a veth pair.
+
+    Its addresses exist only inside this test's own namespace pair; nothing
+    leaves the machine.
+    """
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to make a network namespace")
+    tag = f"{os.getpid() % 100000}"
+    ns, outside, inside = f"chat{tag}", f"vo{tag}", f"vi{tag}"
+    commands = [
+        f"ip netns add {ns}",
+        f"ip link add {outside} type veth peer name {inside}",
+        f"ip link set {inside} netns {ns}",
+        f"ip addr add 10.237.0.1/30 dev {outside}",
+        f"ip link set {outside} up",
+        f"ip netns exec {ns} ip addr add 10.237.0.2/30 dev {inside}",
+        f"ip netns exec {ns} ip link set {inside} up",
+    ]
+    try:
+        for command in commands:
+            subprocess.run(command.split(), check=True, capture_output=True)
+    except subprocess.CalledProcessError as error:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        pytest.skip(f"cannot make a network namespace here: {error.stderr.decode().strip()}")
+    yield ns
+    subprocess.run(["ip", "link", "del", outside], capture_output=True)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_a_peer_that_vanishes_from_the_network_is_detected(start_server: StartServer, test_host: str) -> None:
+    server = start_server("--host", "10.237.0.1", "--approve", "all", "--keepalive", "1")
+    watcher = server.connect("watcher")
+    ghost = subprocess.Popen(
+        ["ip", "netns", "exec", test_host, sys.executable, "-c", GHOST, server.host, str(server.port)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert ghost.stdout is not None and ghost.stdout.readline() == b"in\n"
+        watcher.expect(r"ghost joined")
+        # The ghost's host drops off the network: no FIN, no RST, just silence.
+        subprocess.run(["ip", "netns", "exec", test_host, "ip", "link", "set", f"vi{test_host[4:]}", "down"])
+        assert messages.DISCONNECTED.match(watcher.expect(messages.DISCONNECTED, timeout=30)) == {
+            "name": "ghost",
+            "count": "1",
+        }
+        server.log.wait_for(r"leave ghost .*connection lost")
+    finally:
+        ghost.kill()
+        ghost.wait()
+
+
+def test_keepalive_is_armed_on_client_connections(open_server: ServerProcess) -> None:
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    _alice = open_server.connect("alice")
+    shown = subprocess.run(
+        ["ss", "-tnoH", "state", "established", f"sport = :{open_server.port}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "timer:(keepalive," in shown
 
 
 # --- 7. persistent history ------------------------------------------------------------------
