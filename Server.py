@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import sqlite3
 import sys
 import threading
 
 from chatroom.config import Settings, parse_settings
-from chatroom.console import Operator
+from chatroom.console import Operator, run_interactive
 from chatroom.delivery import Fanout
 from chatroom.listener import ChatServer
 from chatroom.room import Room
-from chatroom.storage import History
+from chatroom.storage import Store
 from chatroom.tls import server_context
 
 log = logging.getLogger("chat")
@@ -29,8 +30,19 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 SHUTDOWN_GRACE = 3.0
 
 
+class ConsoleHandler(logging.Handler):
+    """Log lines to whatever ``sys.stdout`` is now (the console may redirect it above its prompt)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    handler = ConsoleHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -50,14 +62,14 @@ def serve(settings: Settings) -> int:
     files = raise_file_limit()
     threading.stack_size(settings.thread_stack_kib * 1024)
     try:
-        history = History(settings.db, settings.history)
+        store = Store(settings.db)
         tls = None
         if settings.tls_cert and settings.tls_key:
             tls = server_context(settings.tls_cert, settings.tls_key)
         fanout = Fanout(settings.fanout_threads)
-        room = Room(settings, history, fanout)
+        room = Room(settings, store, fanout)
         server = ChatServer(settings, room, tls)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, sqlite3.Error) as error:
         log.error("cannot start: %s", error)
         return 1
 
@@ -70,9 +82,11 @@ def serve(settings: Settings) -> int:
     # ``stop`` below and so wakes up at once to run the handler.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
-    threading.Thread(target=operator.run, args=(sys.stdin,), name="console", daemon=True).start()
+    if not interactive:
+        threading.Thread(target=operator.run_lines, args=(sys.stdin,), name="console", daemon=True).start()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     log.info(
         "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
@@ -80,9 +94,11 @@ def serve(settings: Settings) -> int:
         "TLS" if tls else "plain TCP",
         settings.approve,
         settings.history,
-        history.path,
+        store.path,
         files,
     )
+    if interactive:
+        run_interactive(operator, stop)
     stop.wait()
 
     log.info("shutting down")
@@ -90,7 +106,7 @@ def serve(settings: Settings) -> int:
     server.server_close()
     room.close()
     fanout.stop(SHUTDOWN_GRACE)
-    history.close()
+    store.close()
     log.info("stopped")
     return 0
 

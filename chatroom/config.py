@@ -25,6 +25,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     approve: str = "ask"
+    allow_file: str | None = None
     history: int = 50
     db: str = ""
     log_chat: bool = True
@@ -77,9 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     room = parser.add_argument_group("room")
     room.add_argument(
         "--approve",
-        choices=("ask", "all"),
+        choices=("ask", "all", "allowlist"),
         default=d.approve,
-        help="ask the operator about every newcomer, or let everyone in",
+        help="ask the operator about each newcomer not on the allow-list; let all in; "
+        "or let in only the allow-list",
+    )
+    room.add_argument(
+        "--allow-file",
+        metavar="PATH",
+        help="names that join without asking, one per line; /allow NAME appends to it",
     )
     room.add_argument("--history", type=_positive(int), default=d.history, help="lines replayed on join")
     room.add_argument(
@@ -127,9 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of silence before TCP keepalive probes a client; a dead one is dropped "
         "after twice that (idle clients that answer are never dropped)",
     )
-    limits.add_argument(
-        "--max-name", type=_positive(int), default=d.max_name, help="characters in a name"
-    )
+    limits.add_argument("--max-name", type=_positive(int), default=d.max_name, help="characters in a name")
     limits.add_argument(
         "--name-timeout", type=_positive(float), default=d.name_timeout, help="seconds to give a name"
     )

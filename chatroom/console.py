@@ -1,8 +1,14 @@
 """The operator's side: answering join requests and running the room.
 
-Answers arrive as text lines, from a terminal or a pipe alike, so scripts and
-tests can approve. ``y``/``n`` answer the oldest request, the one the last
-prompt named; ``/approve NAME`` and ``/deny NAME`` answer any request.
+Two front ends share one set of commands (``Operator``):
+
+* On a terminal, a prompt_toolkit console: the log scrolls above, the
+  operator types below, and a bar at the bottom shows who is waiting.
+* Otherwise (a pipe, a file, a script), plain lines from standard input, so
+  scripts and tests can approve.
+
+``y``/``n`` answer the oldest request, the one the last prompt named;
+``/approve NAME`` and ``/deny NAME`` answer any request, in any order.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from chatroom.room import Member, Room
 from protocol import messages
@@ -20,14 +26,22 @@ log = logging.getLogger("chat")
 YES = frozenset({"y", "yes"})
 NO = frozenset({"n", "no"})
 
-HELP = (
-    "operator commands:",
-    "  y | n                  let in / turn away the oldest waiting client",
-    "  /approve NAME          let NAME in        /deny NAME     turn NAME away",
-    "  /pending               who is waiting     /who           who is in the room",
-    "  /kick NAME [reason]    remove someone     /say TEXT      announce to the room",
-    "  /quit                  shut the server down",
-)
+#: Commands and what they take, for /help and for completion.
+COMMANDS = {
+    "/approve": "NAME      let NAME in (y lets in the oldest)",
+    "/deny": "NAME         turn NAME away (n turns away the oldest)",
+    "/pending": "           who is waiting",
+    "/who": "               who is in the room: address, since when, idle time",
+    "/kick": "NAME [why]    remove someone from the room",
+    "/ban": "NAME|IP        remove and keep out (a name also bans its address)",
+    "/unban": "NAME|IP      lift a ban",
+    "/bans": "              list bans",
+    "/allow": "NAME         add to the allow-list (joins without asking from now on)",
+    "/say": "TEXT           announce to the room",
+    "/quit": "              shut the server down",
+    "/help": "              this list",
+}
+NAME_COMMANDS = frozenset({"/approve", "/deny", "/kick", "/ban", "/unban", "/allow"})
 
 
 def ask_line(member: Member) -> str:
@@ -35,13 +49,15 @@ def ask_line(member: Member) -> str:
 
 
 class Operator:
-    """What the operator's words do. Output goes to the log, like everything else."""
+    """What the operator's words do. Replies go to the log, like everything else."""
 
     def __init__(self, room: Room, shutdown: Callable[[], None]) -> None:
         self.room = room
         self.shutdown = shutdown
         self._asked: Member | None = None
         self._lock = threading.Lock()  # the queue changes from client threads
+        #: Called after the queue changes (the interactive console redraws).
+        self.on_change: Callable[[], None] = lambda: None
         room.on_queue_change = self.queue_changed
 
     def queue_changed(self) -> None:
@@ -49,30 +65,23 @@ class Operator:
         waiting = self.room.waiting()
         head = waiting[0] if waiting else None
         with self._lock:
-            if head is self._asked:
-                return
+            changed = head is not self._asked
             self._asked = head
-        if head is not None:
+        if changed and head is not None:
             more = f" ({len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
             log.info("%s%s", ask_line(head), more)
-
-    def run(self, answers: Iterable[str]) -> None:
-        for line in answers:
-            self.execute(line.strip())
-        if self.room.settings.approve == "ask":
-            log.info("console input closed: nobody can answer join requests (see --approve)")
+        self.on_change()
 
     def execute(self, text: str) -> None:
+        text = text.strip()
         if not text:
             return
         word, _, rest = text.partition(" ")
         word, rest = word.lower(), rest.strip()
         if word in YES or word in NO:
             self._answer(word in YES, rest)
-        elif word == "/approve":
-            self._answer(True, rest)
-        elif word == "/deny":
-            self._answer(False, rest)
+        elif word in ("/approve", "/deny"):
+            self._answer(word == "/approve", rest)
         elif word == "/pending":
             waiting = self.room.waiting()
             log.info("waiting (%d): %s", len(waiting), ", ".join(m.who for m in waiting) or "nobody")
@@ -80,42 +89,151 @@ class Operator:
             self._who()
         elif word == "/kick":
             name, _, reason = rest.partition(" ")
-            kicked = self.room.kick(name, reason.strip()) if name else None
-            if kicked is None:
+            if not name or self.room.kick(name, reason.strip()) is None:
                 log.info("no one called %r to kick", name)
+        elif word == "/ban":
+            self._report(self.room.ban(rest) if rest else [], f"nothing new to ban for {rest!r}")
+        elif word == "/unban":
+            self._report(self.room.unban(rest) if rest else [], f"{rest!r} is not banned")
+        elif word == "/bans":
+            bans = self.room.bans()
+            log.info("bans (%d): %s", len(bans), ", ".join(f"{k} {v}" for k, v in bans) or "none")
+        elif word == "/allow":
+            if rest:
+                added = self.room.allow(rest)
+                log.info("%s %s the allow-list", rest, "added to" if added else "is already on")
         elif word == "/say":
             if rest:
                 self.room.announce(rest)
         elif word in ("/quit", "/shutdown"):
             self.shutdown()
         elif word in ("/help", "help", "?"):
-            for line in HELP:
-                log.info("%s", line)
+            log.info("operator commands:  y | n   let in / turn away the oldest waiting client")
+            for command, usage in COMMANDS.items():
+                log.info("  %s %s", command, usage)
         else:
             log.info("unknown operator command %r; /help lists them", word)
 
+    @staticmethod
+    def _report(done: list[str], nothing: str) -> None:
+        for line in done or [nothing]:
+            log.info("%s", line)
+
     def _answer(self, yes: bool, name: str) -> None:
+        waiting = self.room.waiting()
         if name:
             member = self.room.find(name)
-            if member is None or member not in self.room.waiting():
+            if member is None or member not in waiting:
                 log.info("no one called %r is waiting", name)
                 return
-        else:
-            waiting = self.room.waiting()
-            if not waiting:
-                log.info("no one is waiting")
-                return
+        elif waiting:
             member = waiting[0]
+        else:
+            log.info("no one is waiting")
+            return
         if yes:
             self.room.admit(member)
         else:
             self.room.refuse(member, messages.REFUSED, "refused by the operator")
 
     def _who(self) -> None:
-        now = time.monotonic()
         members = self.room.members()
         log.info("in the room (%d):", len(members))
-        for m in members:
-            since = time.strftime("%H:%M:%S", time.localtime(m.connected_at))
-            idle = int(now - m.last_active)
-            log.info("  %-24s %-22s since %s, idle %ds", m.name, m.address, since, idle)
+        for line in who_lines(members):
+            log.info("  %s", line)
+
+    # --- front ends ------------------------------------------------------------------
+
+    def run_lines(self, lines: Iterable[str]) -> None:
+        """Plain console: one command per line, until the input ends."""
+        for line in lines:
+            self.execute(line)
+        if self.room.settings.approve != "all":
+            log.info("console input closed: nobody can answer join requests (see --approve)")
+
+
+def who_lines(members: list[Member]) -> Iterator[str]:
+    now = time.monotonic()
+    for m in members:
+        since = time.strftime("%H:%M:%S", time.localtime(m.connected_at))
+        yield f"{m.name:<24} {m.address:<22} since {since}, idle {_duration(now - m.last_active)}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def run_interactive(operator: Operator, stop: threading.Event) -> None:
+    """prompt_toolkit console on the main thread; returns once ``stop`` is set."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import Completer, Completion, WordCompleter
+    from prompt_toolkit.document import Document
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    room = operator.room
+
+    class OperatorCompleter(Completer):
+        def get_completions(self, document: Document, event: object) -> Iterator[Completion]:
+            words = document.text_before_cursor.split(" ")
+            if len(words) <= 1:
+                choices = ["y", "n", *COMMANDS]
+            elif words[0].lower() in NAME_COMMANDS and len(words) == 2:
+                choices = [m.name for m in room.waiting() + room.members()]
+            else:
+                return
+            completer = WordCompleter(choices, ignore_case=True, WORD=True)
+            yield from completer.get_completions(document, event)  # type: ignore[arg-type]
+
+    def toolbar() -> str:
+        waiting = room.waiting()
+        if not waiting:
+            return f" {len(room.members())} in the room, nobody waiting   /help for commands"
+        now = time.monotonic()
+        queue = ", ".join(f"{m.name} {m.address} ({_duration(now - m.last_active)})" for m in waiting)
+        return f" waiting ({len(waiting)}): {queue}   y/n answers {waiting[0].name}"
+
+    session: PromptSession[str] = PromptSession(
+        "operator> ",
+        completer=OperatorCompleter(),
+        bottom_toolbar=toolbar,
+        refresh_interval=1.0,
+    )
+
+    def redraw() -> None:
+        app = session.app
+        if app.is_running and app.loop is not None:
+            app.loop.call_soon_threadsafe(app.invalidate)
+
+    def interrupt() -> None:
+        app = session.app
+        if app.is_running and app.loop is not None:
+            app.loop.call_soon_threadsafe(lambda: app.exit(exception=EOFError) if app.is_running else None)
+
+    done = threading.Event()
+
+    def stop_prompt() -> None:
+        stop.wait()
+        while not done.wait(0.1):  # until the loop below has seen it
+            interrupt()
+
+    operator.on_change = redraw
+    threading.Thread(target=stop_prompt, name="console-stop", daemon=True).start()
+    with patch_stdout(raw=True):
+        while not stop.is_set():
+            try:
+                text = session.prompt()
+            except KeyboardInterrupt:
+                operator.shutdown()
+                break
+            except EOFError:
+                if not stop.is_set():
+                    log.info("type /quit to shut the server down")
+                continue
+            operator.execute(text)
+    done.set()
+    operator.on_change = lambda: None

@@ -135,7 +135,7 @@ class Shard(threading.Thread):
 
     def __init__(self, index: int) -> None:
         super().__init__(name=f"fanout-{index}", daemon=True)
-        self._lock = threading.Lock()  # guards _events and _signalled only
+        self._lock = threading.Lock()  # guards _events, _signalled and _ended only
         self._events: list[_Event] = []
         self._signalled = False
         self._wake_r, self._wake_w = os.pipe()
@@ -145,11 +145,14 @@ class Shard(threading.Thread):
         self._members: dict[Peer, None] = {}  # insertion-ordered set
         self._lingering: set[Peer] = set()
         self._stopping = False
+        self._ended = False
 
     # --- any thread ---------------------------------------------------------
 
     def post(self, kind: _Kind, peer: object = None, data: object = None) -> None:
         with self._lock:
+            if self._ended:
+                return  # shut down: its sockets are closed already
             self._events.append((kind, peer, data))
             if self._signalled:
                 return
@@ -169,6 +172,8 @@ class Shard(threading.Thread):
                 self._apply(self._take())
                 self._expire(time.monotonic())
         finally:
+            with self._lock:
+                self._ended = True
             for peer in list(self._lingering) + list(self._members):
                 self._close(peer)
             self._selector.close()

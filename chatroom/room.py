@@ -21,9 +21,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chatroom.access import ADDRESS, NAME, Access, is_address
 from chatroom.config import Settings
 from chatroom.delivery import Fanout, Peer
-from chatroom.storage import History
+from chatroom.storage import History, Store
 from formatting import lines
 from formatting.sanitize import strip_sgr
 from protocol import messages
@@ -77,9 +78,10 @@ def stamp() -> str:
 
 
 class Room:
-    def __init__(self, settings: Settings, history: History, fanout: Fanout) -> None:
+    def __init__(self, settings: Settings, store: Store, fanout: Fanout) -> None:
         self.settings = settings
-        self.history = history
+        self.history = History(store, settings.history)
+        self.access = Access(store, settings.allow_file)
         self.fanout = fanout
         self.lock = threading.Lock()
         self._connections: Counter[str] = Counter()  # by host
@@ -111,7 +113,9 @@ class Room:
         s = self.settings
         with self.lock:
             total = sum(self._connections.values())
-            if s.max_clients and total >= s.max_clients:
+            if self.access.banned(host=member.host):
+                refusal = messages.BANNED()
+            elif s.max_clients and total >= s.max_clients:
                 refusal = messages.ROOM_FULL(limit=s.max_clients)
             elif (
                 s.max_per_ip
@@ -141,10 +145,23 @@ class Room:
         return None
 
     def request(self, member: Member) -> None:
-        """Put a named member in front of the operator (or straight in)."""
-        if self.settings.approve == "all":
+        """Put a named member in front of the operator, or straight in, or out."""
+        policy = self.settings.approve
+        with self.lock:
+            banned = self.access.banned(key=member.key)
+            listed = self.access.allowed(member.key)
+        if banned:
+            self.refuse(member, messages.BANNED, "banned name")
+        elif policy == "all":
             self.admit(member, "approved (--approve all)")
-            return
+        elif listed:
+            self.admit(member, "approved (allow-list)")
+        elif policy == "allowlist":
+            self.refuse(member, messages.REFUSED, "not on the allow-list")
+        else:
+            self._queue(member)
+
+    def _queue(self, member: Member) -> None:
         with self.lock:
             full = self.settings.max_pending and len(self._waiting) >= self.settings.max_pending
             if not full:
@@ -229,18 +246,57 @@ class Room:
         return True
 
     def kick(self, name: str, reason: str = "") -> Member | None:
-        """The operator removes someone from the room or the queue."""
+        """The operator removes someone from the room or the queue, by name."""
         member = self.find(name)
-        if member is None:
-            return None
-        if member.state is State.WAITING:
-            return member if self.refuse(member, messages.REFUSED, "refused by the operator") else None
+        return member if member is not None and self.remove(member, reason) else None
+
+    def remove(self, member: Member, reason: str = "") -> bool:
+        if member.state is not State.IN_ROOM:
+            wording = messages.BANNED if reason == "banned" else messages.REFUSED
+            return self.refuse(member, wording, f"refused by the operator ({reason or 'no reason'})")
         said = f": {reason}" if reason else ""
         farewell = lines.error(stamp(), messages.KICKED(reason=said))
         if not self.depart(member, messages.KICKED_NOTICE, f"kicked by the operator{said}", farewell):
-            return None
+            return False
         member.peer.hang_up()
-        return member
+        return True
+
+    def ban(self, target: str) -> list[str]:
+        """Ban a name or an address and remove whoever it covers; returns what was done."""
+        done: list[str] = []
+        if is_address(target):
+            with self.lock:
+                if self.access.ban(ADDRESS, target):
+                    done.append(f"banned address {target}")
+                covered = [m for m in self._everyone if m.host == target]
+        else:
+            member = self.find(target)
+            with self.lock:
+                if self.access.ban(NAME, target):
+                    done.append(f"banned name {target}")
+                covered = [member] if member is not None else []
+                for m in covered:
+                    if m.host not in self.settings.exempt and self.access.ban(ADDRESS, m.host):
+                        done.append(f"banned address {m.host}")
+        done += [f"removed {m.who}" for m in covered if self.remove(m, "banned")]
+        return done
+
+    def unban(self, target: str) -> list[str]:
+        with self.lock:
+            return [f"unbanned {kind} {value}" for kind, value in self.access.unban(target)]
+
+    def bans(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return self.access.bans()
+
+    def allow(self, name: str) -> bool:
+        """Put a name on the allow-list; someone waiting under it is let in."""
+        with self.lock:
+            added = self.access.allow(name)
+            waiting = self._waiting.get(name_key(name))
+        if waiting is not None:
+            self.admit(waiting, "approved (allow-list)")
+        return added
 
     def find(self, name: str) -> Member | None:
         """A member in the room or the queue, by name (any case)."""

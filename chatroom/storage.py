@@ -1,10 +1,14 @@
-"""What survives a restart: the public history (and, later, bans) in SQLite.
+"""What survives a restart: public history and bans, in one SQLite file.
 
 WAL mode with ``synchronous=NORMAL``: every line is committed before the room
 sees it, and a committed line survives ``kill -9`` of the server (it is in
 the WAL, which the OS holds), though not necessarily a power cut. Commits
-cost tens of microseconds, cheap enough to do inline under the room lock,
-which also serialises every use of the one connection.
+cost tens of microseconds, cheap enough to do inline. ``:memory:`` gives the
+same code an in-memory database that dies with the process.
+
+The connection is shared by the client threads (history, under the room
+lock) and the console (bans, also under the room lock), so the room's lock
+is what serialises it.
 """
 
 from __future__ import annotations
@@ -22,56 +26,72 @@ CREATE TABLE IF NOT EXISTS messages (
     at REAL NOT NULL,
     line TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bans (
+    kind TEXT NOT NULL CHECK (kind IN ('name', 'address')),
+    value TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (kind, value)
+);
 """
 
-#: Rows kept beyond what is replayed, trimmed every this many inserts.
+#: Old rows are deleted every this many inserts.
 _TRIM_EVERY = 256
 
 
-class History:
-    """The last ``keep`` public lines, as rendered; persisted unless path is ':memory:'."""
+class Store:
+    """The SQLite file: history rows and ban rows."""
 
-    def __init__(self, path: str, keep: int) -> None:
-        self.keep = keep
-        self._recent: deque[str] = deque(maxlen=keep)
-        self._db: sqlite3.Connection | None = None
-        self._inserts = 0
+    def __init__(self, path: str) -> None:
         if path != MEMORY:
-            self._db = _open(path)
-            rows = self._db.execute("SELECT line FROM messages ORDER BY id DESC LIMIT ?", (keep,)).fetchall()
-            self._recent.extend(line for (line,) in reversed(rows))
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
 
-    @property
-    def path(self) -> str:
-        if self._db is None:
-            return MEMORY
-        return str(self._db.execute("PRAGMA database_list").fetchone()[2])
+    def last_lines(self, count: int) -> list[str]:
+        rows = self._db.execute("SELECT line FROM messages ORDER BY id DESC LIMIT ?", (count,))
+        return [line for (line,) in reversed(rows.fetchall())]
+
+    def add_line(self, line: str) -> int:
+        cursor = self._db.execute("INSERT INTO messages (at, line) VALUES (?, ?)", (time.time(), line))
+        return cursor.lastrowid or 0
+
+    def forget_lines_up_to(self, row: int) -> None:
+        self._db.execute("DELETE FROM messages WHERE id <= ?", (row,))
+
+    def bans(self) -> list[tuple[str, str]]:
+        return [(kind, value) for kind, value in self._db.execute("SELECT kind, value FROM bans")]
+
+    def add_ban(self, kind: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO bans VALUES (?, ?, ?)", (kind, value, time.time()))
+
+    def remove_ban(self, kind: str, value: str) -> None:
+        self._db.execute("DELETE FROM bans WHERE kind = ? AND value = ?", (kind, value))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class History:
+    """The last ``keep`` public lines, as rendered, kept in memory for replay and in the store."""
+
+    def __init__(self, store: Store, keep: int) -> None:
+        self.keep = keep
+        self._store = store
+        self._recent: deque[str] = deque(store.last_lines(keep), maxlen=keep)
+        self._inserts = 0
 
     def append(self, line: str) -> None:
         """Store a rendered public line; returns once it is durable."""
-        if self.keep:
-            self._recent.append(line)
-        if self._db is None:
+        if not self.keep:
             return
-        cursor = self._db.execute("INSERT INTO messages (at, line) VALUES (?, ?)", (time.time(), line))
+        self._recent.append(line)
+        row = self._store.add_line(line)
         self._inserts += 1
-        if self._inserts % _TRIM_EVERY == 0 and cursor.lastrowid is not None:
-            self._db.execute("DELETE FROM messages WHERE id <= ?", (cursor.lastrowid - self.keep,))
+        if self._inserts % _TRIM_EVERY == 0:
+            self._store.forget_lines_up_to(row - self.keep)
 
     def recent(self) -> list[str]:
         return list(self._recent)
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-
-def _open(path: str) -> sqlite3.Connection:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(_SCHEMA)
-    return db

@@ -263,17 +263,17 @@ def find_cells(screen: pyte.Screen, word: str) -> list[pyte.screens.Char]:
     raise AssertionError(f"{word!r} not on screen:\n" + "\n".join(screen.display))
 
 
-class TerminalClient:
-    """Client.py in a pseudo-terminal, its screen kept by a terminal emulator."""
+class Terminal:
+    """A program in a pseudo-terminal, its screen kept by a terminal emulator."""
 
     def __init__(
-        self, port: int, *args: str, columns: int = 100, rows: int = 30, env: dict[str, str] | None = None
+        self, argv: list[str], columns: int = 100, rows: int = 30, env: dict[str, str] | None = None
     ) -> None:
         import pexpect
 
         self.child = pexpect.spawn(
             PYTHON,
-            [str(ROOT / "Client.py"), "--port", str(port), *args],
+            argv,
             cwd=str(ROOT),
             env={**os.environ, "TERM": "xterm-256color", **(env or {})},
             dimensions=(rows, columns),
@@ -335,6 +335,25 @@ class TerminalClient:
     def close(self) -> None:
         if self.child.isalive():
             self.child.terminate(force=True)
+
+
+class TerminalClient(Terminal):
+    """Client.py on a terminal."""
+
+    def __init__(
+        self, port: int, *args: str, columns: int = 100, rows: int = 30, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__([str(ROOT / "Client.py"), "--port", str(port), *args], columns, rows, env)
+
+
+class TerminalServer(Terminal):
+    """Server.py with its interactive console on a terminal."""
+
+    def __init__(self, *args: str, columns: int = 120, rows: int = 30) -> None:
+        super().__init__([str(ROOT / "Server.py"), "--port", "0", "--db", ":memory:", *args], columns, rows)
+        found = re.search(r"listening on \S+:(\d+)", self.wait_screen(r"listening on \S+:\d+"))
+        assert found
+        self.port = int(found.group(1))
 
 
 def process_threads(pid: int) -> int:

@@ -1,0 +1,186 @@
+"""The operator's console: answers, bans, the allow-list, and the interactive terminal console."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import RawClient, ServerProcess, StartServer, TerminalServer, wait_until
+from protocol import messages
+
+
+@pytest.fixture
+def consoles() -> Iterator[list[TerminalServer]]:
+    opened: list[TerminalServer] = []
+    yield opened
+    for console in opened:
+        console.close()
+
+
+def test_who_shows_addresses_since_and_idle_time(server: ServerProcess) -> None:
+    _alice = server.connect("alice")
+    start = len(server.log.lines)
+    server.console("/who")
+    server.log.wait_for(r"in the room \(1\):", start=start)
+    server.log.wait_for(r"  alice\s+127\.0\.0\.1:\d+\s+since \d\d:\d\d:\d\d, idle \d+s", start=start)
+
+
+def test_pending_lists_the_queue(server: ServerProcess) -> None:
+    clients = [RawClient(server.host, server.port) for _ in range(2)]
+    for client, name in zip(clients, ("ann", "ben"), strict=True):
+        client.send_name(name)
+        client.expect(messages.WAITING)
+    start = len(server.log.lines)
+    server.console("/pending")
+    server.log.wait_for(r"waiting \(2\): ann \(127\.0\.0\.1:\d+\), ben \(127\.0\.0\.1:\d+\)", start=start)
+
+
+def test_help_lists_the_operator_commands(server: ServerProcess) -> None:
+    server.console("/help")
+    for command in ("/approve", "/deny", "/pending", "/who", "/kick", "/ban", "/unban", "/say", "/allow"):
+        server.log.wait_for(rf"  {command} ")
+
+
+def test_ban_by_name_removes_and_keeps_out_and_survives_a_restart(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "bans.sqlite3")
+    server = start_server("--approve", "all", db=db)
+    alice, troll = server.connect("alice"), server.connect("troll")
+    server.console("/ban troll")
+    assert "banned" in troll.expect(messages.KICKED)
+    troll.expect_closed()
+    alice.expect(messages.KICKED_NOTICE)
+    server.log.wait_for(r"banned name troll")
+    again = RawClient(server.host, server.port)
+    again.send_name("TROLL")
+    again.expect(messages.BANNED)
+    again.expect_closed()
+    server.stop()
+
+    restarted = start_server("--approve", "all", db=db)
+    third = RawClient(restarted.host, restarted.port)
+    third.send_name("troll")
+    third.expect(messages.BANNED)
+    restarted.console("/bans")
+    restarted.log.wait_for(r"bans \(1\): name troll")
+    restarted.console("/unban troll")
+    restarted.log.wait_for(r"unbanned name troll")
+    restarted.connect("troll")
+
+
+def test_ban_by_address_refuses_connections(start_server: StartServer) -> None:
+    server = start_server("--approve", "all", "--exempt", "")
+    alice = server.connect("alice")
+    server.console("/ban 127.0.0.1")
+    server.log.wait_for(r"banned address 127\.0\.0\.1")
+    alice.expect(messages.KICKED)
+    newcomer = RawClient(server.host, server.port)
+    newcomer.expect(messages.BANNED)
+    newcomer.expect_closed()
+    server.console("/unban 127.0.0.1")
+    server.log.wait_for(r"unbanned address 127\.0\.0\.1")
+    server.connect("welcome")
+
+
+def test_banning_a_name_bans_its_address_unless_exempt(start_server: StartServer) -> None:
+    exempt = start_server("--approve", "all")  # loopback is exempt by default
+    _troll = exempt.connect("troll")
+    exempt.console("/ban troll")
+    exempt.log.wait_for(r"banned name troll")
+    exempt.connect("someone")  # same address, still welcome
+
+    strict = start_server("--approve", "all", "--exempt", "")
+    _troll2 = strict.connect("troll")
+    strict.console("/ban troll")
+    strict.log.wait_for(r"banned address 127\.0\.0\.1")
+
+
+def test_allowlist_mode_lets_in_only_listed_names(start_server: StartServer, tmp_path: Path) -> None:
+    allow = tmp_path / "allowed.txt"
+    allow.write_text("# friends\nAlice\n\nbob  # from work\n")
+    server = start_server("--approve", "allowlist", "--allow-file", str(allow))
+    for name in ("alice", "BOB"):
+        friend = RawClient(server.host, server.port)
+        friend.send_name(name)
+        friend.expect(messages.WELCOME)
+    stranger = RawClient(server.host, server.port)
+    stranger.send_name("mallory")
+    stranger.expect(messages.REFUSED)
+    server.log.wait_for(r"refused mallory .*not on the allow-list")
+
+
+def test_ask_mode_with_an_allowlist_only_asks_about_strangers(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    allow = tmp_path / "allowed.txt"
+    allow.write_text("alice\n")
+    server = start_server("--allow-file", str(allow))
+    alice = RawClient(server.host, server.port)
+    alice.send_name("alice")
+    alice.expect(messages.WELCOME)  # no question asked
+    carol = RawClient(server.host, server.port)
+    carol.send_name("carol")
+    carol.expect(messages.WAITING)
+    server.asked_about("carol")
+    server.console("/allow carol")
+    carol.expect(messages.WELCOME)
+    server.log.wait_for(r"carol added to the allow-list")
+    assert allow.read_text().splitlines() == ["alice", "carol"]
+    assert "join request: alice" not in server.log.text()
+
+
+def test_interactive_console_approves_and_shows_the_queue(consoles: list[TerminalServer]) -> None:
+    console = TerminalServer()
+    consoles.append(console)
+    console.wait_prompt("operator>")
+    first = RawClient("127.0.0.1", console.port)
+    first.send_name("first")
+    first.expect(messages.WAITING)
+    second = RawClient("127.0.0.1", console.port)
+    second.send_name("second")
+    second.expect(messages.WAITING)
+    console.wait_screen(r"waiting \(2\): first .*second .*y/n answers first")
+    console.type("/approve sec")
+    console.wait_screen(r"operator> /approve sec\n\s+second")  # the completion menu
+    console.type("\t")
+    wait_until(lambda: "/approve second" in console.cursor_line(), what="tab completion of the name")
+    console.type("\r")
+    second.expect(messages.WELCOME)
+    console.wait_screen(r"waiting \(1\): first")
+    console.type("y\r")
+    first.expect(messages.WELCOME)
+    console.wait_screen(r"2 in the room, nobody waiting")
+    console.wait_screen(r"join first")  # the log scrolls above the prompt
+    assert console.cursor_line().startswith("operator>")
+
+
+def test_interactive_console_keeps_typed_text_while_logs_arrive(consoles: list[TerminalServer]) -> None:
+    console = TerminalServer("--approve", "all")
+    consoles.append(console)
+    console.wait_prompt("operator>")
+    console.type("/say half-typed")
+    wait_until(lambda: console.cursor_line().endswith("/say half-typed"), what="typed text")
+    clients = [RawClient("127.0.0.1", console.port) for _ in range(3)]
+    for i, client in enumerate(clients):
+        client.send_name(f"guest{i}")
+    console.wait_screen(r"join guest2")
+    assert console.cursor_line().endswith("operator> /say half-typed")
+    console.type(" announcement\r")
+    assert messages.ANNOUNCEMENT.match(clients[0].expect(messages.ANNOUNCEMENT)) == {
+        "text": "half-typed announcement"
+    }
+
+
+def test_interactive_console_ctrl_c_shuts_down_cleanly(consoles: list[TerminalServer]) -> None:
+    console = TerminalServer("--approve", "all")
+    consoles.append(console)
+    console.wait_prompt("operator>")
+    guest = RawClient("127.0.0.1", console.port)
+    guest.send_name("guest")
+    guest.expect(messages.WELCOME)
+    console.type("\x03")
+    guest.expect(messages.SHUTTING_DOWN)
+    assert console.wait_exit() == 0
