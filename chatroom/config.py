@@ -48,30 +48,60 @@ class Settings:
     sndbuf: int = 128 * 1024
 
 
-def _positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
-    def convert(text: str) -> int | float:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-        return value
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
 
-    convert.__name__ = kind.__name__
-    return convert
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+USAGE = """%(prog)s [--host ADDR] [--port N] [--approve ask|all|allowlist] [--allow-file PATH]
+                 [--history N] [--db PATH] [--tls-cert PEM --tls-key PEM] [LIMITS] [TUNING]"""
+
+DESCRIPTION = """\
+Serve a chat room on TCP. Clients join with Client.py, nc or telnet; each
+newcomer picks a name and waits until the operator lets them in at this
+console (y/n, or /approve NAME). The console also lists, kicks, bans and
+announces: type /help. Everything the server does is logged here with a
+timestamp; private messages are never logged, stored or replayed."""
+
+EPILOG = """\
+signals:
+  SIGINT, SIGTERM   tell every client, flush, close and exit 0
+
+files:
+  history and bans  --db PATH (SQLite, WAL); ':memory:' keeps nothing
+  allow-list        --allow-file PATH, one name per line, '#' comments
+
+exit status:
+  0  clean shutdown (signal, /quit, or Ctrl-C at the console)
+  1  could not start (port in use, bad certificate, unreadable database)
+  2  bad options
+
+examples:
+  %(prog)s                            ask about everyone, port 5555, local only
+  %(prog)s --host 0.0.0.0 --port 4000 reachable from the network
+  %(prog)s --approve all --db :memory: a throwaway room for testing"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = Settings()
     parser = argparse.ArgumentParser(
-        prog="Server.py",
-        description="A chat room for terminals. Every newcomer is let in by the operator "
-        "at this console; clients connect with Client.py, nc or telnet.",
-        epilog="Exit status: 0 after a clean shutdown (SIGINT, SIGTERM or /quit at the "
-        "console), 1 if the server could not start, 2 on bad options.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        usage=USAGE,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=_Formatter,
     )
     net = parser.add_argument_group("network")
-    net.add_argument("--host", default=d.host, help="address to listen on")
-    net.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one")
+    net.add_argument("--host", default=d.host, metavar="ADDR", help="address to listen on")
+    net.add_argument("--port", type=_count, default=d.port, metavar="N", help="TCP port; 0 picks a free one")
     net.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
     net.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
 
@@ -80,88 +110,105 @@ def build_parser() -> argparse.ArgumentParser:
         "--approve",
         choices=("ask", "all", "allowlist"),
         default=d.approve,
-        help="ask the operator about each newcomer not on the allow-list; let all in; "
-        "or let in only the allow-list",
+        metavar="ask|all|allowlist",
+        help="ask about each newcomer not on the allow-list; let everyone in; or let in only the allow-list",
     )
     room.add_argument(
         "--allow-file",
         metavar="PATH",
         help="names that join without asking, one per line; /allow NAME appends to it",
     )
-    room.add_argument("--history", type=_positive(int), default=d.history, help="lines replayed on join")
+    room.add_argument("--history", type=_count, default=d.history, metavar="N", help="lines replayed on join")
     room.add_argument(
         "--db",
         default=None,
         metavar="PATH",
-        help=f"SQLite file for history ({default_db_path()}); ':memory:' keeps nothing",
+        help=f"SQLite file for history and bans (default: {default_db_path()})",
     )
     room.add_argument(
         "--no-log-chat",
         dest="log_chat",
         action="store_false",
-        help="do not print public messages in the server log",
+        help="do not print public messages in the log",
     )
 
-    limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-line", type=_positive(int), default=d.max_line, help="bytes per line")
+    limits = parser.add_argument_group("limits (0 turns a count off)")
+    limits.add_argument("--max-line", type=_count, default=d.max_line, metavar="BYTES", help="line length")
     limits.add_argument(
         "--max-outbox",
-        type=_positive(int),
+        type=_count,
         default=d.max_outbox,
-        help="bytes waiting for a client before it is cut off as not reading",
+        metavar="BYTES",
+        help="unsent output before a client is cut off as not reading",
     )
     limits.add_argument(
-        "--flood-rate", type=_positive(float), default=d.flood_rate, help="lines/s per client; 0 = off"
-    )
-    limits.add_argument("--flood-burst", type=_positive(int), default=d.flood_burst, help="lines at once")
-    limits.add_argument("--max-clients", type=_positive(int), default=d.max_clients, help="connections")
-    limits.add_argument(
-        "--max-pending", type=_positive(int), default=d.max_pending, help="clients waiting for approval"
+        "--flood-rate", type=_seconds, default=d.flood_rate, metavar="N", help="lines/s per client"
     )
     limits.add_argument(
-        "--max-per-ip", type=_positive(int), default=d.max_per_ip, help="connections per address; 0 = any"
+        "--flood-burst", type=_count, default=d.flood_burst, metavar="N", help="lines at once before that"
+    )
+    limits.add_argument("--max-clients", type=_count, default=d.max_clients, metavar="N", help="connections")
+    limits.add_argument(
+        "--max-pending", type=_count, default=d.max_pending, metavar="N", help="clients waiting to be let in"
+    )
+    limits.add_argument(
+        "--max-per-ip", type=_count, default=d.max_per_ip, metavar="N", help="connections per address"
     )
     limits.add_argument(
         "--exempt",
         default=",".join(d.exempt),
-        metavar="IPS",
-        help="comma-separated addresses exempt from --max-per-ip",
+        metavar="IP,IP",
+        help="addresses exempt from --max-per-ip and from bans by name",
     )
     limits.add_argument(
-        "--keepalive",
-        type=_positive(int),
-        default=d.keepalive,
-        help="seconds of silence before TCP keepalive probes a client; a dead one is dropped "
-        "after twice that (idle clients that answer are never dropped)",
+        "--max-name", type=_count, default=d.max_name, metavar="N", help="characters in a name"
     )
-    limits.add_argument("--max-name", type=_positive(int), default=d.max_name, help="characters in a name")
     limits.add_argument(
-        "--name-timeout", type=_positive(float), default=d.name_timeout, help="seconds to give a name"
+        "--name-timeout", type=_seconds, default=d.name_timeout, metavar="SECONDS", help="time to give a name"
     )
     limits.add_argument(
         "--approval-timeout",
-        type=_positive(float),
+        type=_seconds,
         default=d.approval_timeout,
-        help="seconds to wait for the operator",
+        metavar="SECONDS",
+        help="time the operator has to answer",
+    )
+    limits.add_argument(
+        "--keepalive",
+        type=_count,
+        default=d.keepalive,
+        metavar="SECONDS",
+        help="silence before TCP keepalive probes a client; a dead one is dropped after "
+        "twice that (idle clients that answer are never dropped)",
     )
 
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument(
-        "--fanout-threads", type=_positive(int), default=d.fanout_threads, help="threads that send"
+        "--fanout-threads", type=_count, default=d.fanout_threads, metavar="N", help="threads that send"
     )
     tuning.add_argument(
         "--sndbuf",
-        type=_positive(int),
+        type=_count,
         default=d.sndbuf,
-        help="kernel send buffer per client in bytes (0 = kernel autotuning, up to MBs each)",
+        metavar="BYTES",
+        help="kernel send buffer per client (0 = autotuning, which allows megabytes each)",
     )
     tuning.add_argument(
         "--thread-stack-kib",
-        type=_positive(int),
+        type=_count,
         default=d.thread_stack_kib,
+        metavar="KIB",
         help="stack size of each client thread",
     )
     return parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-made paragraphs; show a default where there is a real one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        shown = action.default not in (None, argparse.SUPPRESS) and not isinstance(action.default, bool)
+        return f"{action.help} (default: %(default)s)" if shown else action.help
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
