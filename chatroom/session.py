@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chat")
 
-RECV_SIZE = 16384
+#: recv() allocates this much up front and every idle client sits in recv(),
+#: so it is paid per client: 16 KiB cost ~12 KiB of RSS each, 2 KiB none to
+#: speak of (lines are at most a few KiB; a long paste just takes more calls).
+RECV_SIZE = 2048
 
 #: Keepalive probes sent before a silent peer is declared dead.
 KEEPALIVE_PROBES = 4
