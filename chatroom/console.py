@@ -202,6 +202,7 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
         completer=OperatorCompleter(),
         bottom_toolbar=toolbar,
         refresh_interval=1.0,
+        reserve_space_for_menu=4,  # the log above matters more than a tall menu
     )
 
     def redraw() -> None:
