@@ -100,7 +100,7 @@ def session() -> list[Pane]:
     server.wait(r"operator> ")
     server.type("y\r")
     alice.wait(r"alice> ")
-    bob = Pane("python3 Client.py --name bob", [str(ROOT / "Client.py"), "--port", port, "--name", "bob"])
+    bob = Pane("python3 Client.py --name bob", [*client, "bob"])
     server.wait(r"join request: bob")
     server.type("/approve bob\r")
     bob.wait(r"bob> ")
