@@ -93,9 +93,8 @@ class Pane:
 def session() -> list[Pane]:
     server = Pane("python3 Server.py", [str(ROOT / "Server.py"), "--port", "0", "--db", ":memory:"], rows=40)
     port = server.wait(r"listening on \S+:(\d+)").rsplit(":", 1)[1]
-    alice = Pane(
-        "python3 Client.py --name alice", [str(ROOT / "Client.py"), "--port", port, "--name", "alice"]
-    )
+    client = [str(ROOT / "Client.py"), "--port", port, "--name"]
+    alice = Pane("python3 Client.py --name alice", [*client, "alice"])
     server.wait(r"join request: alice")
     server.wait(r"operator> ")
     server.type("y\r")
