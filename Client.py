@@ -8,7 +8,8 @@ standard input is not a terminal, lines are read plainly, so the client can
 be scripted: ``printf 'hi\\n' | python Client.py --name bot``.
 
 The wire protocol is plain text (see the README); this program adds the
-input line, name prompts, colours, and clean exits on top of it.
+input line with completion and history, name prompts, colours, highlighted
+mentions with a bell, emoji shortcodes, wrapping, and clean exits on top of it.
 """
 
 from __future__ import annotations
@@ -17,17 +18,26 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import sys
+import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, DynamicCompleter
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
 from chatroom.config import DEFAULT_PORT
 from chatroom.tls import TlsLayer, client_context
+from formatting import layout, lines, shortcodes
+from formatting.colors import COLORS
 from formatting.sanitize import strip_sgr
 from protocol import messages
 from protocol.framing import Line, LineReader, encode_line
+from protocol.messages import Wording
 
 EXIT_LEFT = 0
 EXIT_LOST = 1
@@ -39,6 +49,44 @@ EXIT_INTERRUPTED = 130
 MAX_SERVER_LINE = 1 << 20
 #: How long to wait for the server's goodbye after asking to leave.
 LEAVE_WAIT = 3.0
+
+EXIT_STATUS = (
+    (EXIT_LEFT, "you left: /leave, /quit, Ctrl-D, or the end of input"),
+    (EXIT_LOST, "could not connect, the connection was lost, or the server shut down"),
+    (EXIT_USAGE, "bad options"),
+    (
+        EXIT_REFUSED,
+        "not let in (refused, timed out, room full, banned, or the name was not accepted "
+        "when scripted), or removed by the operator",
+    ),
+    (EXIT_INTERRUPTED, "interrupted with Ctrl-C"),
+)
+#: What the client adds to the server's /help, and to --help.
+KEYS = (
+    ("Tab", "complete a name, command, colour or :emoji_name:; again for the next one"),
+    ("Up, Down", "the lines you typed before; Ctrl-R searches them"),
+    ("Ctrl-D", "leave the room, like /leave (on an empty line)"),
+    ("Ctrl-C", "leave at once"),
+)
+KEY_WIDTH = 12
+EXTRAS = (
+    ":thumbs_up: and other emoji names are sent as the emoji itself.",
+    "Your name in someone else's message is highlighted and rings the bell, as does a private message.",
+)
+
+#: Completed after Tab at the start of a line, besides names.
+COMMANDS = ("/private", "/msg", "/color", "/me", "/who", "/help", "/leave", "/quit", "DM")
+#: Commands whose next word is a name.
+TO_SOMEONE = frozenset({"/private", "/msg", "dm"})
+#: What comes after a name at the start of a line, as irssi and weechat do.
+ADDRESS_SUFFIX = ": "
+
+# Whole lines whose text after a label is the message: wrapped rows line up after the label.
+PRIVATE_TO = Wording(messages.PM_TO.template + " {text}")
+NOTICE_LINE = Wording(messages.NOTICE + " {text}")
+LABELLED = (messages.MESSAGE, messages.ACTION, messages.PRIVATE_FROM, PRIVATE_TO, NOTICE_LINE)
+HELP_END = Wording(messages.HELP[-1])
+STAMP = re.compile(r"\[(\d\d:\d\d(?::\d\d)?)\] ")
 
 
 class NamePrompt:
@@ -115,10 +163,30 @@ class Outcome:
     why: str
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A line to show, and what the client noticed about it."""
+
+    text: str
+    prefix: int = 0  # characters before the message itself, where wrapped rows line up
+    mention: str | None = None  # your name, when someone else's message says it
+    alert: bool = False  # worth a bell: a mention or a private message, as it happens
+
+
+def label_length(line: str) -> int:
+    """How many characters of ``line`` come before its text: ``[12:00:00] <alice> ``."""
+    for wording in LABELLED:
+        if fields := wording.match(line):
+            return len(strip_sgr(line)) - len(fields["text"])
+    return 0
+
+
 class Chat:
     """What the client knows about the conversation; fed by the receiving thread."""
 
-    def __init__(self, link: Link, name: str | None, interactive: bool, show: Callable[[str], None]) -> None:
+    def __init__(
+        self, link: Link, name: str | None, interactive: bool, show: Callable[[Incoming], None]
+    ) -> None:
         self.link = link
         self.show = show
         self.interactive = interactive
@@ -127,6 +195,9 @@ class Chat:
         self._auto_name = name
         self._name_tries = 0
         self.names: set[str] = set()
+        self._last_heard: dict[str, int] = {}  # name -> when it last spoke (a count of lines)
+        self._heard = 0
+        self._replaying = False  # between the history markers: old news, no bells
         self._held: list[str] = []  # typed before we were let in
         self._lock = threading.Lock()  # state is shared by the input and receiving threads
         self.outcome: Outcome | None = None
@@ -162,23 +233,18 @@ class Chat:
         self.on_change()
 
     def _line(self, line: str) -> None:
-        self.show(line)
+        self.show(self._noticed(line))
+        self._track_names(line)
         if fields := messages.WAITING.match(line):
             self._set(state="waiting", name=fields["name"])
         elif fields := messages.WELCOME.match(line):
             self._admitted(fields)
-        elif (fields := messages.JOINED.match(line)) is not None:
-            self.names.add(fields["name"])
-        elif (
-            (fields := messages.LEFT.match(line))
-            or (fields := messages.DISCONNECTED.match(line))
-            or (fields := messages.KICKED_NOTICE.match(line))
-        ):
-            self.names.discard(fields["name"])
-        elif fields := messages.WHO.match(line):
-            self.names = set(fields["names"].split(", "))
-        elif fields := messages.WHO_MORE.match(line):
-            self.names.update(fields["names"].split(", "))
+        elif messages.HISTORY_START.matches(line):
+            self._replaying = True
+        elif messages.HISTORY_END.matches(line):
+            self._replaying = False
+        elif HELP_END.matches(line) and self.interactive:
+            self._show_client_help(line)
         elif messages.GOODBYE.matches(line):
             self.finish(EXIT_LEFT, "you left the room")
         elif messages.KICKED.matches(line):
@@ -187,6 +253,63 @@ class Chat:
             self.finish(EXIT_LOST, "the server shut down")
         elif any(refusal.matches(line) for refusal in messages.REFUSALS):
             self.finish(EXIT_REFUSED, "not let in")
+
+    def _noticed(self, line: str) -> Incoming:
+        """Who spoke, and whether it was to us: for completion order, highlight and bell."""
+        speaker = (
+            messages.MESSAGE.match(line) or messages.ACTION.match(line) or messages.PRIVATE_FROM.match(line)
+        )
+        if speaker is None:
+            return Incoming(line, label_length(line))
+        with self._lock:
+            self._heard += 1
+            self._last_heard[speaker["name"]] = self._heard
+            me = self.name
+        private = messages.PRIVATE_FROM.matches(line)
+        mentioned = (
+            me is not None
+            and speaker["name"].casefold() != me.casefold()
+            and layout.mentions(speaker["text"], me)
+        )
+        return Incoming(
+            line,
+            label_length(line),
+            mention=me if mentioned else None,
+            alert=(mentioned or private) and not self._replaying,
+        )
+
+    def _track_names(self, line: str) -> None:
+        """Keep ``names`` up to date from join and leave notices and /who replies."""
+        with self._lock:
+            if fields := messages.JOINED.match(line):
+                self.names.add(fields["name"])
+            elif (
+                (fields := messages.LEFT.match(line))
+                or (fields := messages.DISCONNECTED.match(line))
+                or (fields := messages.KICKED_NOTICE.match(line))
+            ):
+                self.names.discard(fields["name"])
+            elif fields := messages.WHO.match(line):
+                self.names = set(fields["names"].split(", "))
+            elif fields := messages.WHO_MORE.match(line):
+                self.names.update(fields["names"].split(", "))
+
+    def others(self) -> list[str]:
+        """Everyone else in the room, the most recent speakers first, as irssi completes."""
+        with self._lock:
+            names = [name for name in self.names if name != self.name]
+            heard = dict(self._last_heard)
+        return sorted(names, key=lambda name: (-heard.get(name, 0), name.casefold()))
+
+    def _show_client_help(self, help_end: str) -> None:
+        """The keys of this program, below the server's own /help and in its layout."""
+        stamp = STAMP.match(strip_sgr(help_end))
+        rows = [("Keys in Client.py:", "")]
+        rows += [(f"  {key:<{KEY_WIDTH}}", meaning) for key, meaning in KEYS]
+        rows += [("", extra) for extra in EXTRAS]
+        for label, text in rows:
+            line = lines.notice(stamp and stamp.group(1), f"{messages.NOTICE} {label}{text}")
+            self.show(Incoming(line, len(strip_sgr(line)) - len(text)))
 
     def _admitted(self, fields: dict[str, str]) -> None:
         names = fields["names"].split(" and ")[0]
@@ -220,9 +343,11 @@ class Chat:
             state = self.state
             if state == "naming":
                 self.state = "connecting"
-            elif state != "in room":
-                self._held.append(text)
-                return
+            else:
+                text = shortcodes.to_emoji(text)
+                if state != "in room":
+                    self._held.append(text)
+                    return
         if state == "naming":
             self.link.send_line(text)
             self.on_change()
@@ -256,16 +381,78 @@ class Chat:
 # --- terminals ----------------------------------------------------------------------
 
 
-def make_printer(color: bool) -> Callable[[str], None]:
-    lock = threading.Lock()
+class Printer:
+    """Puts incoming lines on standard output, fitted to what the reader can see."""
 
-    def show(line: str) -> None:
-        text = line if color else strip_sgr(line)
-        with lock:
-            sys.stdout.write(text + "\n")
+    def __init__(
+        self,
+        color: bool,
+        bell: bool = False,
+        emoji_names: bool = False,
+        columns: Callable[[], int] | None = None,
+    ) -> None:
+        self.color = color
+        self.bell = bell
+        self.emoji_names = emoji_names
+        self.columns = columns  # the terminal's width, when rows should be wrapped to it
+        self._lock = threading.Lock()  # one line at a time, from the receiving thread and others
+
+    def show(self, incoming: Incoming) -> None:
+        text = incoming.text
+        if self.emoji_names:
+            text = shortcodes.to_shortcodes(text)
+        if incoming.mention is not None:
+            text = layout.highlight(text, incoming.mention, incoming.prefix)
+        if not self.color:
+            text = strip_sgr(text)
+        rows = [text] if self.columns is None else layout.hanging_wrap(text, self.columns(), incoming.prefix)
+        bell = "\a" if self.bell and incoming.alert else ""
+        with self._lock:
+            sys.stdout.write(bell + "\n".join(rows) + "\n")
             sys.stdout.flush()
 
-    return show
+
+class ChatCompleter(Completer):
+    """Tab completion as in irssi: commands, names, colours and emoji names.
+
+    A name at the start of a line gets ``: `` after it (addressing someone);
+    after /private, /msg and DM, and in mid-line, a space.
+    """
+
+    def __init__(self, others: Callable[[], Iterable[str]], emoji_glyphs: bool = True) -> None:
+        self.others = others
+        self.emoji_glyphs = emoji_glyphs  # show the emoji beside its name in the menu
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        before = document.text_before_cursor
+        words = before.split()
+        word = "" if not before or before[-1].isspace() else words.pop()
+        previous = [w.casefold() for w in words]
+        if word.startswith(":") and len(word) > 2:
+            for code, glyph in shortcodes.starting_with(word):
+                yield Completion(code, -len(word), display_meta=glyph if self.emoji_glyphs else None)
+        elif not previous and word.startswith("/"):
+            yield from _starting_with(word, COMMANDS, " ")
+        elif not previous and word:
+            yield from _starting_with(word, self.others(), ADDRESS_SUFFIX)
+            yield from _starting_with(word, COMMANDS, " ")
+        elif previous == ["/color"] or (
+            len(previous) == 3 and previous[0] in TO_SOMEONE and previous[2] == "/color"
+        ):
+            yield from _starting_with(word, COLORS, " ")
+        elif len(previous) == 1 and previous[0] in TO_SOMEONE:
+            yield from _starting_with(word, self.others(), " ")
+        elif len(previous) == 2 and previous[0] in TO_SOMEONE and word.startswith("/"):
+            yield from _starting_with(word, ["/color"], " ")
+        elif word:
+            yield from _starting_with(word, self.others(), " ")
+
+
+def _starting_with(word: str, candidates: Iterable[str], suffix: str) -> Iterator[Completion]:
+    key = word.casefold()
+    for candidate in candidates:
+        if candidate.casefold().startswith(key):
+            yield Completion(candidate + suffix, -len(word), display=candidate)
 
 
 def run_plain(chat: Chat) -> None:
@@ -280,12 +467,28 @@ def run_plain(chat: Chat) -> None:
     chat.done.wait()
 
 
-def run_terminal(chat: Chat) -> None:
-    """A prompt_toolkit input line; incoming text is printed above it."""
+class Interrupted(Exception):
+    """Ctrl-C at the input line."""
+
+
+def run_terminal(chat: Chat, history: History, emoji_glyphs: bool) -> None:
+    """A prompt_toolkit input line; incoming text is printed above it.
+
+    What was typed is erased once sent, as in irssi: the room's echo of it is
+    the record, so each line shows once.
+    """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    session: PromptSession[str] = PromptSession(lambda: chat.prompt_text())
+    completer = ChatCompleter(chat.others, emoji_glyphs)
+    session: PromptSession[str] = PromptSession(
+        lambda: chat.prompt_text(),
+        history=history,
+        completer=DynamicCompleter(lambda: None if chat.state == "naming" else completer),
+        complete_while_typing=False,  # a menu only on Tab, not at every keystroke
+        erase_when_done=True,
+        interrupt_exception=Interrupted,  # a KeyboardInterrupt would escape the task as a traceback
+    )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -317,20 +520,51 @@ def run_terminal(chat: Chat) -> None:
             except EOFError:
                 chat.leave()
                 break
+            except Interrupted:
+                chat.finish(EXIT_INTERRUPTED, "interrupted")
+                chat.leave()
+                break
             chat.submit(text)
 
     with patch_stdout(raw=True):
         asyncio.run(main())
 
 
+DESCRIPTION = """\
+Talk in a chat room served by Server.py.
+
+On a terminal, messages appear above an input line that stays put while you
+type; Tab completes, the arrow keys recall what you typed, your name in
+someone else's message is highlighted and rings the bell, and long lines wrap
+with their text lined up after the name. Type /help in the room for the
+commands. When standard input is not a terminal, each line read is sent as it
+is (the first one is your name unless --name is given), and the end of input
+leaves the room, so the client can be scripted."""
+
+
+def _section(title: str, rows: Iterable[tuple[object, str]], width: int) -> str:
+    """A man page's list of terms: ``  TERM    meaning``, the meaning wrapped to 79 columns."""
+    entries = [
+        textwrap.fill(meaning, 79, initial_indent=f"  {key!s:<{width}}", subsequent_indent=" " * (width + 2))
+        for key, meaning in rows
+    ]
+    return "\n".join([f"{title}:", *entries])
+
+
 def build_parser() -> argparse.ArgumentParser:
+    epilog = "\n\n".join(
+        [
+            _section("keys (on a terminal)", KEYS, KEY_WIDTH),
+            _section("exit status", EXIT_STATUS, 6),
+            _section("environment", [("NO_COLOR", "if set, --color auto means never")], KEY_WIDTH),
+            "see also:\n  Server.py --help, and README.md for the protocol and markup",
+        ]
+    )
     parser = argparse.ArgumentParser(
         prog="Client.py",
-        description="Join a chat room served by Server.py. Type to talk; /help lists commands.",
-        epilog="Exit status: 0 you left (/leave, Ctrl-D, end of input); 1 connection failed "
-        "or lost, or the server shut down; 2 bad options; 3 not let in (refused, timed out, "
-        "room full, banned, name not accepted) or removed by the operator; 130 Ctrl-C. "
-        "NO_COLOR in the environment turns colours off.",
+        description=DESCRIPTION,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)")
@@ -339,11 +573,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cafile", metavar="PEM", help="trust the server certificate(s) in PEM")
     parser.add_argument(
         "--color",
+        metavar="WHEN",
         choices=("auto", "always", "never"),
         default="auto",
-        help="colours and styles: auto = only on a terminal, and not with NO_COLOR (default)",
+        help="colours and styles: auto (only on a terminal, and not with NO_COLOR; the default), "
+        "always or never",
+    )
+    parser.add_argument(
+        "--no-bell",
+        dest="bell",
+        action="store_false",
+        help="no terminal bell on mentions and private messages",
+    )
+    parser.add_argument(
+        "--emoji-names",
+        action="store_true",
+        help="show emoji as their :names:, for terminals without emoji fonts",
+    )
+    parser.add_argument(
+        "--history-file",
+        metavar="FILE",
+        help="keep the lines you type in FILE, for the arrow keys next time (default: this session only)",
     )
     return parser
+
+
+def open_history(path: str | None) -> History:
+    """The lines typed before: from ``path`` if given (which must be writable), else fresh."""
+    if path is None:
+        return InMemoryHistory()
+    with open(path, "a", encoding="utf-8"):
+        pass
+    return FileHistory(path)
+
+
+def terminal_width(fd: int) -> Callable[[], int]:
+    """The width of the terminal on ``fd``, asked afresh for each line, as it may be resized.
+
+    The terminal itself is asked, as prompt_toolkit asks it for the input line: a
+    ``COLUMNS`` variable (which shutil prefers) can be stale or inherited.
+    """
+
+    def width() -> int:
+        try:
+            return os.get_terminal_size(fd).columns
+        except OSError:
+            return 80
+
+    return width
 
 
 def use_color(choice: str) -> bool:
@@ -361,6 +638,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    try:
+        history = open_history(args.history_file)
+    except OSError as error:
+        print(f"Client.py: cannot keep history in {args.history_file}: {error}", file=sys.stderr)
+        return EXIT_USAGE
     name = args.name
     if name is None and not interactive:
         name = sys.stdin.readline().strip()  # scripted: the first line is the name
@@ -372,10 +654,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"Client.py: cannot connect to {args.host}:{args.port}: {error}", file=sys.stderr)
         return EXIT_LOST
-    chat = Chat(link, name, interactive, make_printer(use_color(args.color)))
+    printer = Printer(
+        use_color(args.color),
+        bell=interactive and args.bell,
+        emoji_names=args.emoji_names,
+        columns=terminal_width(sys.stdout.fileno()) if interactive else None,
+    )
+    chat = Chat(link, name, interactive, printer.show)
     threading.Thread(target=chat.receive, name="receive", daemon=True).start()
     try:
-        (run_terminal if interactive else run_plain)(chat)
+        if interactive:
+            run_terminal(chat, history, emoji_glyphs=not args.emoji_names)
+        else:
+            run_plain(chat)
     except KeyboardInterrupt:
         chat.finish(EXIT_INTERRUPTED, "interrupted")
         chat.leave()
