@@ -118,6 +118,7 @@ def test_typing_survives_incoming_messages(
     for i in range(5):
         alice.send(f"interruption {i}")
     term.wait_screen(r"interruption 4")
+    term.wait_prompt("typist> half a thou")  # the input line is redrawn just after the lines print
     assert term.cursor_line().endswith("typist> half a thou")
     term.type("ght\r")
     alice.expect("<typist> half a thought")
