@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import socket
 import sys
 import textwrap
@@ -37,7 +36,6 @@ from formatting.colors import COLORS
 from formatting.sanitize import strip_sgr
 from protocol import messages
 from protocol.framing import Line, LineReader, encode_line
-from protocol.messages import Wording
 
 EXIT_LEFT = 0
 EXIT_LOST = 1
@@ -82,11 +80,13 @@ TO_SOMEONE = frozenset({"/private", "/msg", "dm"})
 ADDRESS_SUFFIX = ": "
 
 # Whole lines whose text after a label is the message: wrapped rows line up after the label.
-PRIVATE_TO = Wording(messages.PM_TO.template + " {text}")
-NOTICE_LINE = Wording(messages.NOTICE + " {text}")
-LABELLED = (messages.MESSAGE, messages.ACTION, messages.PRIVATE_FROM, PRIVATE_TO, NOTICE_LINE)
-HELP_END = Wording(messages.HELP[-1])
-STAMP = re.compile(r"\[(\d\d:\d\d(?::\d\d)?)\] ")
+LABELLED = (
+    messages.MESSAGE,
+    messages.ACTION,
+    messages.PRIVATE_FROM,
+    messages.PRIVATE_TO,
+    messages.NOTICE_TEXT,
+)
 
 
 class NamePrompt:
@@ -203,6 +203,7 @@ class Chat:
         self.outcome: Outcome | None = None
         self.done = threading.Event()  # we know how this ends
         self.closed = threading.Event()  # the server side is closed
+        self.sent_leave = threading.Event()  # so it is worth waiting for the goodbye
         self.on_change: Callable[[], None] = lambda: None
 
     # --- the receiving thread -----------------------------------------------------
@@ -243,7 +244,7 @@ class Chat:
             self._replaying = True
         elif messages.HISTORY_END.matches(line):
             self._replaying = False
-        elif HELP_END.matches(line) and self.interactive:
+        elif messages.HELP_END.matches(line) and self.interactive:
             self._show_client_help(line)
         elif messages.GOODBYE.matches(line):
             self.finish(EXIT_LEFT, "you left the room")
@@ -303,7 +304,7 @@ class Chat:
 
     def _show_client_help(self, help_end: str) -> None:
         """The keys of this program, below the server's own /help and in its layout."""
-        stamp = STAMP.match(strip_sgr(help_end))
+        stamp = messages.STAMP.match(strip_sgr(help_end))
         rows = [("Keys in Client.py:", "")]
         rows += [(f"  {key:<{KEY_WIDTH}}", meaning) for key, meaning in KEYS]
         rows += [("", extra) for extra in EXTRAS]
@@ -367,6 +368,9 @@ class Chat:
             self.link.send_line(text)
         except OSError:
             self.finish(EXIT_LOST, "the connection was lost")
+            return
+        if text == "/leave":
+            self.sent_leave.set()
 
     def prompt_text(self) -> str:
         if self.state == "naming":
@@ -561,7 +565,6 @@ def build_parser() -> argparse.ArgumentParser:
         ]
     )
     parser = argparse.ArgumentParser(
-        prog="Client.py",
         description=DESCRIPTION,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -670,7 +673,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         chat.finish(EXIT_INTERRUPTED, "interrupted")
         chat.leave()
-    chat.closed.wait(LEAVE_WAIT)  # let the goodbye arrive, if we asked to leave
+    if chat.sent_leave.is_set():
+        chat.closed.wait(LEAVE_WAIT)  # let the goodbye arrive
     link.close()
     outcome = chat.outcome or Outcome(EXIT_LEFT, "you left")
     print(f"Client.py: {outcome.why}.", file=sys.stderr)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from formatting.sanitize import strip_sgr
 
 NOTICE = "***"
-_STAMP = re.compile(r"^\[\d\d:\d\d(?::\d\d)?\] ")
+#: The timestamp that starts every line in the room; group 1 is the time.
+STAMP = re.compile(r"^\[(\d\d:\d\d(?::\d\d)?)\] ")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Wording:
 
     def match(self, line: str) -> dict[str, str] | None:
         """The fields of ``line`` if it is this message (styles and stamp ignored)."""
-        found = self._pattern.match(_STAMP.sub("", strip_sgr(line)))
+        found = self._pattern.match(STAMP.sub("", strip_sgr(line)))
         return found.groupdict() if found else None
 
     def matches(self, line: str) -> bool:
@@ -94,6 +95,9 @@ PM_TO = Wording("[PM to {name}]")
 MESSAGE = Wording(SPEAKER.template + " {text}")
 ACTION = Wording(ACTOR.template + " {text}")
 PRIVATE_FROM = Wording(PM_FROM.template + " {text}")
+PRIVATE_TO = Wording(PM_TO.template + " {text}")
+#: Any notice: the server speaking, not a person.
+NOTICE_TEXT = Wording(NOTICE + " {text}")
 
 # --- errors, to the sender only -------------------------------------------
 
@@ -111,6 +115,8 @@ KICKED = Wording(NOTICE + " You were removed by the operator{reason}.")
 SHUTTING_DOWN = Wording(NOTICE + " The server is shutting down. Bye.")
 SLOW_READER = Wording(NOTICE + " You were disconnected: your connection was not keeping up.")
 
+#: The last line of the /help reply, so a client knows the list is complete.
+HELP_END = Wording(NOTICE + " Start a line with // to send text beginning with /.")
 HELP = (
     NOTICE + " Commands:",
     NOTICE + "   /private <name> <text>   private message (also: DM <name> <text>, /msg)",
@@ -121,5 +127,5 @@ HELP = (
     NOTICE + "   /help                    this list",
     NOTICE + " Markup: **bold** __italic__ ~~strike~~, nestable; \\** writes ** literally.",
     NOTICE + " Colours: {colors}.",
-    NOTICE + " Start a line with // to send text beginning with /.",
+    HELP_END.template,
 )

@@ -1,0 +1,61 @@
+"""``pip install .`` gives working ``chat-server`` and ``chat-client`` commands."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from harness import ROOT, WAIT, Output
+
+
+def test_pip_install_gives_both_commands(tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    # System site-packages supply the dependencies, so this needs no download but the build backend.
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    bin_dir = env_dir / "bin"
+    install = subprocess.run(
+        [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr
+    for command in ("chat-server", "chat-client"):
+        shown = subprocess.run([bin_dir / command, "--help"], capture_output=True, text=True, cwd=tmp_path)
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {command} ")
+        assert "exit status" in shown.stdout.lower()
+
+    # Run from elsewhere, so the installed modules are used, not this checkout.
+    server = subprocess.Popen(
+        [bin_dir / "chat-server", "--port", "0", "--approve", "all", "--db", ":memory:"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.stdout is not None
+        log = Output(server.stdout)
+        port = re.search(r"listening on \S+:(\d+)", log.wait_for("listening on")).group(1)  # type: ignore[union-attr]
+        client = subprocess.run(
+            [bin_dir / "chat-client", "--port", port, "--name", "installed"],
+            input=b"works from site-packages\n",
+            capture_output=True,
+            timeout=WAIT,
+            cwd=tmp_path,
+        )
+        assert client.returncode == 0, client.stderr
+        assert b"<installed> works from site-packages" in client.stdout
+        module = subprocess.run(
+            [bin_dir / "python", "-c", "import chatroom; print(chatroom.__file__)"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert str(env_dir) in module.stdout
+    finally:
+        server.terminate()
+        server.wait(WAIT)
+    assert sys.executable  # the test's own interpreter is untouched
