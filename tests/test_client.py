@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import WAIT, ServerProcess, TerminalClient, client_process, pyte_color
 
+from harness import WAIT, ServerProcess, TerminalClient, client_process, pyte_color
 from protocol import messages
 
 
