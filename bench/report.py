@@ -1,0 +1,238 @@
+"""Turning result rows into what people read: Markdown tables with our ratios, and a plot.
+
+Ratios are always "ours ÷ peer" of the scenario's headline figure, with the
+direction stated next to them, so nobody has to guess whether 0.5 is good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import SCENARIOS, SERVER_NAMES
+
+Row = dict[str, Any]
+MEASURED = ("ok", "degraded")
+
+
+def metric(row: Row, name: str) -> float | None:
+    if row.get("status") not in MEASURED:
+        return None
+    value = row["latency_ms"]["p99"] if name == "p99_ms" else row.get(name)
+    return None if value is None else float(value)
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.2f}M{unit}"
+    if abs(value) >= 1e4:
+        return f"{value / 1e3:.0f}k{unit}"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:.1f}k{unit}"
+    if abs(value) >= 10 or value == int(value):
+        return f"{value:.0f}{unit}"
+    return f"{value:.2f}{unit}"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _ratio(ours: float | None, peer: float | None) -> str:
+    if ours is None or peer is None or peer == 0:
+        return "–"
+    return f"{ours / peer:.2f}×"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def notes(row: Row) -> str:
+    """What a reader of the table must know about this row beyond its numbers."""
+    if row.get("status") not in MEASURED:
+        return f"**{row.get('status')}**: {_last_line(row.get('reason', ''))}"
+    out = []
+    if row.get("status") == "degraded":
+        out.append(f"**degraded**: {_last_line(row['reason'])}")
+    if row.get("mangled"):
+        out.append(f"{row['mangled']} lines split by another's text")
+    if row.get("duplicates"):
+        out.append(f"{row['duplicates']} duplicates")
+    for reason, count in row.get("disconnects", {}).items():
+        out.append(f"{count}× disconnected ({reason})")
+    for label, count in row.get("server_log", {}).get("counts", {}).items():
+        out.append(f"log: {count}× {label}")
+    if not row.get("settled", True):
+        out.append("join chatter still arriving at start")
+    return "; ".join(out)
+
+
+def _main_table(rows: list[Row]) -> list[str]:
+    out = [
+        "| clients | server | deliveries/s | sent lines/s | lost | p50 ms | p99 ms | max ms | joins/s "
+        "| peak RSS MiB | threads | server CPU s | generator CPU s | notes |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        if row.get("status") not in MEASURED:
+            out.append(f"| {row['clients']} | {row['server']} |" + " – |" * 11 + f" {notes(row)} |")
+            continue
+        lat, proc = row["latency_ms"], row["proc"]
+        out.append(
+            f"| {row['clients']} | {row['server']} | {_num(row['deliveries_per_s'])} "
+            f"| {_num(row['send_rate'])} | {row['lost']} | {_ms(lat['p50'])} | {_ms(lat['p99'])} "
+            f"| {_ms(lat['max'])} | {_num(row['join_rate'])} | {proc['peak_rss_kib'] / 1024:.1f} "
+            f"| {proc['threads_peak']} | {proc['cpu_s_run']:.2f} | {row['generator']['cpu_s_run']:.2f} "
+            f"| {notes(row)} |"
+        )
+    return out
+
+
+def _ratio_table(rows: list[Row], name: str, higher: bool, unit: str) -> list[str]:
+    better = "higher" if higher else "lower"
+    peers = [s for s in SERVER_NAMES if s != "ours" and any(r["server"] == s for r in rows)]
+    out = [
+        f"Ours ÷ peer, {unit} ({better} is better for us):",
+        "",
+        "| clients | ours | " + " | ".join(f"÷ {p}" for p in peers) + " |",
+        "|---:|---:|" + "---:|" * len(peers),
+    ]
+    for size in sorted({r["clients"] for r in rows}):
+        at = {r["server"]: metric(r, name) for r in rows if r["clients"] == size}
+        ours = at.get("ours")
+        shown = _ms(ours) if name.endswith("_ms") else _num(ours)
+        out.append(f"| {size} | {shown} | " + " | ".join(_ratio(ours, at.get(p)) for p in peers) + " |")
+    return out
+
+
+def _stalled_table(rows: list[Row]) -> list[str]:
+    out = [
+        "| clients | server | deliveries/s without | with a stalled reader | with ÷ without | lost with "
+        "| notes (with) |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for size in sorted({r["clients"] for r in rows}):
+        for server in SERVER_NAMES:
+            pair = {r["stalled"]: r for r in rows if r["clients"] == size and r["server"] == server}
+            if not pair:
+                continue
+            without = metric(pair[0], "deliveries_per_s") if 0 in pair else None
+            stalled = next((r for k, r in pair.items() if k), None)
+            with_ = metric(stalled, "deliveries_per_s") if stalled else None
+            lost = stalled["lost"] if stalled and stalled.get("status") in MEASURED else "–"
+            out.append(
+                f"| {size} | {server} | {_num(without)} | {_num(with_)} | {_ratio(with_, without)} "
+                f"| {lost} | {notes(stalled) if stalled else ''} |"
+            )
+    return out
+
+
+def _scale_table(rows: list[Row]) -> list[str]:
+    out = [
+        "| clients | server | joined | joins/s | p50 ms | p99 ms | max ms | lost | peak RSS MiB "
+        "| RSS/client KiB | threads | notes |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        if row.get("status") not in MEASURED:
+            out.append(f"| {row['clients']} | {row['server']} |" + " – |" * 9 + f" {notes(row)} |")
+            continue
+        lat, proc = row["latency_ms"], row["proc"]
+        out.append(
+            f"| {row['clients']} | {row['server']} | {row['joined']} | {_num(row['join_rate'])} "
+            f"| {_ms(lat['p50'])} | {_ms(lat['p99'])} | {_ms(lat['max'])} | {row['lost']} "
+            f"| {proc['peak_rss_kib'] / 1024:.1f} | {proc['rss_per_client_kib']} | {proc['threads_peak']} "
+            f"| {notes(row)} |"
+        )
+    return out
+
+
+def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
+    """The whole report: one section per scenario, tables then ratios."""
+    out = [
+        f"# Benchmark {meta['date']}",
+        "",
+        f"{meta['cores']} cores, Python {meta['python']}, {meta['ncat']}, commit {meta['commit']}; "
+        f"load average before/after: {meta['load_before']} / {meta.get('load_after', '?')}.",
+    ]
+    for name, scenario in SCENARIOS.items():
+        mine = [r for r in rows if r["scenario"] == name]
+        if not mine:
+            continue
+        first = mine[0]
+        out += ["", f"## {name}: {scenario.title}", ""]
+        out.append(f"{first['senders']} senders, {first['duration']:g} s of sending per measurement.")
+        out.append("")
+        if name == "stalled":
+            out += _stalled_table(mine)
+            out += [
+                "",
+                *_ratio_table([r for r in mine if r["stalled"]], "deliveries_per_s", True, "deliveries/s"),
+            ]
+        elif name == "scale":
+            out += _scale_table(mine)
+        else:
+            out += _main_table(mine)
+            unit = "p99 latency ms" if scenario.metric == "p99_ms" else "deliveries/s"
+            out += ["", *_ratio_table(mine, scenario.metric, scenario.higher_is_better, unit)]
+    return "\n".join(out) + "\n"
+
+
+def _series(rows: Iterable[Row], scenario: str, server: str, name: str) -> tuple[list[int], list[float]]:
+    points = sorted(
+        (r["clients"], value)
+        for r in rows
+        if r["scenario"] == scenario
+        and r["server"] == server
+        and r.get("stalled", 0) == 0
+        and (value := metric(r, name)) is not None
+    )
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot(rows: list[Row], path: Path, title: str) -> Path | None:
+    """Deliveries/s (flood) and p99 latency (fixed rate) against clients, one line per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (
+        ("throughput", "deliveries_per_s", "deliveries/s (2 senders flooding)"),
+        ("latency", "p99_ms", "p99 latency, ms (200 lines/s)"),
+    )
+    if not any(_series(rows, s, server, m)[0] for s, m, _ in panels for server in SERVER_NAMES):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (scenario, name, label) in zip(axes, panels, strict=True):
+        for server in SERVER_NAMES:
+            xs, ys = _series(rows, scenario, server, name)
+            if xs:
+                ax.plot(xs, ys, marker="o", label=server)
+        skipped = sorted(
+            {
+                f"{r['server']} at {r['clients']}"
+                for r in rows
+                if r["scenario"] == scenario and r["status"] == "skipped"
+            }
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("clients")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        if skipped:
+            ax.set_title("not run: " + ", ".join(skipped), fontsize=8)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,273 @@
+"""The three servers under test: how to start each, when it is ready, what it costs, how to stop it.
+
+Each runs as its own process group on 127.0.0.1 and a free port, with its output
+in a log file, and is killed with its whole group whatever happens. Its cost is
+read from ``/proc/PID``: peak resident memory (``VmHWM``), thread count and CPU
+time (``utime + stime``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+READY_TIMEOUT = 15.0
+STOP_GRACE = 2.0
+_TICK = os.sysconf("SC_CLK_TCK")
+
+#: ncat watches its sockets with select(): it aborts ("Attempt to FD_SET fd 1024, which is
+#: not less than FD_SETSIZE") when a connection gets fd 1024. Fds 0-2 are stdio and 3 the
+#: listener, so 1020 clients is its ceiling whatever --max-conns says.
+NCAT_MAX_CLIENTS = 1020
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    title: str
+    dialect: str
+    max_clients: int | None = None
+    limit_reason: str = ""
+    #: Log lines worth counting: label -> regex.
+    notable: dict[str, str] = field(default_factory=dict)
+
+    def command(self, port: int, clients: int, ours: Path = ROOT) -> list[str]:
+        """The command line; ``ours`` is the checkout whose Server.py is measured."""
+        if self.name == "ours":
+            return [
+                sys.executable,
+                str(ours / "Server.py"),
+                *("--port", str(port), "--approve", "all", "--flood-rate", "0", "--db", ":memory:"),
+                *("--no-log-chat", "--max-clients", "0", "--max-per-ip", "0", "--max-pending", "0"),
+            ]
+        if self.name == "ncat":
+            # --max-conns defaults to 100; give it room for everyone plus our readiness probe.
+            return ["ncat", "--chat", "-l", HOST, str(port), "--max-conns", str(clients + 8)]
+        if self.name == "textbook":
+            return [sys.executable, str(ROOT / "bench" / "textbook_server.py"), "--port", str(port)]
+        raise ValueError(self.name)
+
+    def available(self) -> str | None:
+        """Why this server cannot run here, or None."""
+        if self.name == "ncat" and shutil.which("ncat") is None:
+            return "ncat is not installed (Debian package ncat)"
+        return None
+
+
+SERVERS: dict[str, ServerSpec] = {
+    "ours": ServerSpec(
+        "ours",
+        "this server (Server.py)",
+        "ours",
+        notable={
+            "cut off (not reading)": r"not reading",
+            "connection lost": r"connection lost",
+            "flood control": r"flood control",
+            "refused": r"\brefused\b",
+            "errors": r"unexpected error|Traceback|Error:",
+        },
+    ),
+    "ncat": ServerSpec(
+        "ncat",
+        "ncat --chat",
+        "ncat",
+        max_clients=NCAT_MAX_CLIENTS,
+        limit_reason=f"ncat uses select(): it aborts at fd 1024 (FD_SETSIZE), so at most "
+        f"{NCAT_MAX_CLIENTS} clients",
+        notable={"errors": r"FD_SETSIZE|[Ee]rror|abort"},
+    ),
+    "textbook": ServerSpec(
+        "textbook",
+        "textbook threads (bench/textbook_server.py)",
+        "textbook",
+        notable={"errors": r"Traceback|Error"},
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ProcSample:
+    rss_kib: int = 0
+    hwm_kib: int = 0
+    threads: int = 0
+    cpu_s: float = 0.0
+
+
+def sample(pid: int) -> ProcSample | None:
+    """Memory, threads and CPU of a process from /proc; None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    # Fields after "(comm)": state is field 3, utime 14 and stime 15.
+    fields = stat[stat.rfind(")") + 2 :].split()
+
+    def kib(key: str) -> int:
+        return int(values.get(key, "0 kB").split()[0])
+
+    return ProcSample(
+        rss_kib=kib("VmRSS"),
+        hwm_kib=kib("VmHWM"),
+        threads=int(values.get("Threads", "0")),
+        cpu_s=(int(fields[11]) + int(fields[12])) / _TICK,
+    )
+
+
+class Sampler(threading.Thread):
+    """Polls a process's thread count and memory so the peak between two reads is seen."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(name="sampler", daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak_threads = 0
+        self.peak_rss_kib = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        now = sample(self.pid)
+        if now is not None:
+            self.peak_threads = max(self.peak_threads, now.threads)
+            self.peak_rss_kib = max(self.peak_rss_kib, now.rss_kib)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(2)
+        self.poll()
+
+
+class ServerProcess:
+    """One server, started on a free port in its own process group; a context manager."""
+
+    def __init__(self, spec: ServerSpec, clients: int, log_path: Path, ours: Path = ROOT) -> None:
+        self.spec = spec
+        self.clients = clients
+        self.log_path = log_path
+        self.ours = ours
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            self.spec.command(self.port, self.clients, self.ours),
+            cwd=self.ours if self.spec.name == "ours" else ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as one
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until a TCP connection is accepted (then hung up, which every server shrugs off)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.spec.name} exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=1.0):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.spec.name} did not accept within {READY_TIMEOUT}s") from None
+                time.sleep(0.05)
+
+    def exit_status(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL after a grace period; never raises."""
+        if self.proc is not None and self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, sig)
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 5) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text("utf-8", "replace").strip().splitlines()
+            return " | ".join(text[-lines:])
+        return ""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def scan_log(self, upto: int | None = None) -> dict[str, Any]:
+        """Count the log lines that say something went wrong (or was refused, or cut off).
+
+        ``upto`` (a size from ``log_size``) leaves out what the teardown caused.
+        """
+        try:
+            with self.log_path.open("rb") as log:
+                text = log.read(upto if upto is not None else -1).decode("utf-8", "replace")
+        except OSError:
+            return {}
+        counts: Counter[str] = Counter()
+        examples: dict[str, str] = {}
+        patterns = {label: re.compile(rx) for label, rx in self.spec.notable.items()}
+        lines = text.splitlines()
+        for line in lines:
+            for label, pattern in patterns.items():
+                if pattern.search(line):
+                    counts[label] += 1
+                    examples.setdefault(label, line[:200])
+        return {"lines": len(lines), "counts": dict(counts), "examples": examples}
