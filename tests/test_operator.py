@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import RawClient, ServerProcess, StartServer, TerminalServer, wait_until
+from harness import RawClient, ServerProcess, StartServer, TerminalClient, TerminalServer, wait_until
 from protocol import messages
 
 
@@ -184,3 +184,37 @@ def test_interactive_console_ctrl_c_shuts_down_cleanly(consoles: list[TerminalSe
     console.type("\x03")
     guest.expect(messages.SHUTTING_DOWN)
     assert console.wait_exit() == 0
+
+
+def test_a_whole_session_on_terminals(consoles: list[TerminalServer]) -> None:
+    """Operator and user both at real terminals: approve, complete, type through traffic, ring."""
+    console = TerminalServer()
+    consoles.append(console)
+    console.wait_prompt("operator>")
+    user = TerminalClient(console.port, "--name", "dana")
+    try:
+        console.wait_screen(r"waiting \(1\): dana")
+        console.type("y\r")
+        user.wait_screen(r"Welcome, dana!")
+        user.wait_prompt("dana>")
+        friend = RawClient("127.0.0.1", console.port)
+        friend.send_name("frankie")
+        console.wait_screen(r"y/n answers frankie")
+        console.type("y\r")
+        friend.expect(messages.WELCOME)
+        user.wait_screen(r"frankie joined")
+        user.type("/private fra")
+        user.type("\t")
+        wait_until(lambda: user.cursor_line().endswith("/private frankie"), what="the name completed")
+        user.type("see you at noon")
+        friend.send("hey dana, are you there?")
+        user.wait_screen(r"<frankie> hey dana, are you there\?")
+        assert user.cursor_line().endswith("dana> /private frankie see you at noon")
+        wait_until(lambda: b"\x07" in user.raw, what="the bell for a mention")
+        user.type("\r")
+        assert messages.PRIVATE_FROM.match(friend.expect(messages.PRIVATE_FROM)) == {
+            "name": "dana",
+            "text": "see you at noon",
+        }
+    finally:
+        user.close()
