@@ -308,6 +308,7 @@ class Worker:
 
     async def go(self, command: Go) -> dict[str, Any]:
         cpu = cpu_seconds()
+        self.tally.start(command.start_ns)
         senders = [c for c in self.clients if c.plan.rank is not None and c.live_reader]
         end_ns = command.start_ns + int(command.duration * 1e9)
         await asyncio.gather(*(self._send(c, command, end_ns) for c in senders))
@@ -419,6 +420,7 @@ class Worker:
             "max_us": tally.max_us,
             "first_ns": tally.first_ns,
             "last_ns": tally.last_ns,
+            "timeline": tally.timeline,
             "reader_min": min(counts, default=0),
             "reader_max": max(counts, default=0),
             "disconnects": dict(self.disconnects),

@@ -35,7 +35,7 @@ from bench.loadgen import (
     worker_main,
 )
 from bench.servers import HOST, ROOT, SERVERS, ProcSample, Sampler, ServerProcess, sample
-from bench.wire import HIST_BUCKETS, percentile
+from bench.wire import HIST_BUCKETS, SLOT_NS, percentile
 
 # Workers come from a fork server that has already imported the generator (and numpy),
 # so starting them is quick and nothing of the runner's own threads is inherited.
@@ -82,6 +82,18 @@ def auto_workers(clients: int, cores: int) -> int:
     return max(1, min(cores, -(-clients // 1000)))
 
 
+def in_flight(setup: Setup) -> int:
+    """Handshakes in flight at once: ``parallel``, but never more than the server's backlog takes.
+
+    ncat listens with a backlog of 10. A burst beyond it makes Linux answer with
+    SYN cookies and drop the handshake's last ACK while the queue is full; the
+    client then believes it is connected, the server knows nothing of it, and a
+    client that waits for the server to speak first (ours all do) waits forever.
+    """
+    backlog = SERVERS[setup.server].backlog
+    return max(1, min(setup.parallel, backlog - 2)) if backlog else setup.parallel
+
+
 def plans(setup: Setup, port: int, dialect: str) -> list[WorkerPlan]:
     """Clients go round-robin to workers, so the senders (the first ids) land in different ones."""
     slices: list[list[ClientPlan]] = [[] for _ in range(setup.workers)]
@@ -90,7 +102,7 @@ def plans(setup: Setup, port: int, dialect: str) -> list[WorkerPlan]:
         stalled = cid >= setup.clients
         slices[cid % setup.workers].append(ClientPlan(cid, cid if sends else None, stalled))
     timeout = setup.join_timeout
-    parallel = max(1, setup.parallel // setup.workers)
+    parallel = max(1, in_flight(setup) // setup.workers)
     return [
         WorkerPlan(i, HOST, port, dialect, tuple(mine), setup.line_bytes, parallel, timeout, setup.window)
         for i, mine in enumerate(slices)
@@ -198,6 +210,7 @@ def _drive(setup: Setup, server: ServerProcess, measured: list[int]) -> dict[str
     alive = server.exit_status() is None
     row = _summarise(setup, joins, settles, sent, drains, start_ns, finished_ns)
     row["server"] = setup.server
+    row["in_flight"] = in_flight(setup)
     row["proc"] = _costs(setup, marks, sampler)
     problems = []
     if row["joined"] < setup.total:
@@ -248,6 +261,15 @@ def _summarise(
     window = (max(last_ns, start_ns + int(setup.duration * 1e9)) - start_ns) / 1e9
     sent_total = sum(sent.values())
     p50, p99 = percentile(hist, 50), percentile(hist, 99)
+    timeline = [0] * max((len(d["timeline"]) for d in drains), default=0)
+    for d in drains:
+        for slot, count in enumerate(d["timeline"]):
+            timeline[slot] += count
+    # The last second of sending: a server that has stopped delivering shows 0 here.
+    end_slot = int(setup.duration * 1e9) // SLOT_NS
+    per_second = 1_000_000_000 // SLOT_NS
+    span = max(1, min(end_slot, per_second))
+    final = sum(timeline[end_slot - span : end_slot]) / (span * SLOT_NS / 1e9)
     max_us = max(d["max_us"] for d in drains)
     return {
         "joined": joined,
@@ -272,6 +294,9 @@ def _summarise(
         "mangled": sum(d["mangled"] for d in drains),
         "deliveries_per_s": round(delivered / window, 1),
         "delivery_window_s": round(window, 3),
+        "final_second_rate": round(final, 1),
+        "last_delivery_s": round((last_ns - start_ns) / 1e9, 3) if last_ns else None,
+        "timeline_100ms": timeline,
         "reader_min": min(d["reader_min"] for d in drains),
         "reader_max": max(d["reader_max"] for d in drains),
         "latency_ms": {

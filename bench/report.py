@@ -114,9 +114,9 @@ def _ratio_table(rows: list[Row], name: str, higher: bool, unit: str) -> list[st
 
 def _stalled_table(rows: list[Row]) -> list[str]:
     out = [
-        "| clients | server | deliveries/s without | with a stalled reader | with ÷ without | lost with "
-        "| notes (with) |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| clients | server | deliveries/s without | with a stalled reader | with ÷ without "
+        "| with, in the last second of sending | lost with | notes (with) |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for size in sorted({r["clients"] for r in rows}):
         for server in SERVER_NAMES:
@@ -126,10 +126,12 @@ def _stalled_table(rows: list[Row]) -> list[str]:
             without = metric(pair[0], "deliveries_per_s") if 0 in pair else None
             stalled = next((r for k, r in pair.items() if k), None)
             with_ = metric(stalled, "deliveries_per_s") if stalled else None
-            lost = stalled["lost"] if stalled and stalled.get("status") in MEASURED else "–"
+            measured = stalled is not None and stalled.get("status") in MEASURED
+            lost = stalled["lost"] if measured and stalled else "–"
+            final = _num(stalled["final_second_rate"]) if measured and stalled else "–"
             out.append(
                 f"| {size} | {server} | {_num(without)} | {_num(with_)} | {_ratio(with_, without)} "
-                f"| {lost} | {notes(stalled) if stalled else ''} |"
+                f"| {final} | {lost} | {notes(stalled) if stalled else ''} |"
             )
     return out
 

@@ -56,12 +56,14 @@ SCENARIOS: dict[str, Scenario] = {
             metric="p99_ms",
             higher_is_better=False,
         ),
+        # A reader that never reads soaks up about 3 MB of kernel buffers on loopback
+        # before a server that waits for it stalls: 15 s is long enough to see that.
         Scenario(
             "stalled",
             "2 senders flooding, without and with one reader that never reads",
             sizes=(50,),
             rate=None,
-            duration=5.0,
+            duration=15.0,
             stalled=(0, 1),
         ),
     )

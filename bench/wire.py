@@ -90,6 +90,8 @@ def percentile(hist: list[int], q: float) -> float | None:
 
 #: Below this many tokens in a chunk the regex path is cheaper than numpy's setup.
 SMALL_CHUNK = 16
+#: Width of one slot of the delivery timeline.
+SLOT_NS = 100_000_000
 _B, _BAR = ord("B"), ord("|")
 _POWERS = {width: 10 ** np.arange(width - 1, -1, -1, dtype=np.int64) for width in (6, 9, 19)}
 _DIGIT_OFFSETS = np.concatenate(
@@ -123,6 +125,12 @@ class Tally:
         self.max_us = 0
         self.first_ns = 0
         self.last_ns = 0
+        self.start_ns = 0
+        #: New deliveries per SLOT_NS from ``start_ns`` on (when a server stops, this shows when).
+        self.timeline: list[int] = []
+
+    def start(self, start_ns: int) -> None:
+        self.start_ns = start_ns
 
     def feed(self, reader: Reader, lines: bytes, now_ns: int) -> None:
         """Count the tokens in ``lines`` (complete lines only) received by ``reader`` at ``now_ns``."""
@@ -139,6 +147,11 @@ class Tally:
             self.delivered += new
             self.first_ns = self.first_ns or now_ns
             self.last_ns = now_ns
+            if self.start_ns:
+                slot = max(0, now_ns - self.start_ns) // SLOT_NS
+                if slot >= len(self.timeline):
+                    self.timeline.extend([0] * (slot + 1 - len(self.timeline)))
+                self.timeline[slot] += new
 
     def _feed_small(self, reader: Reader, lines: bytes, now_ns: int) -> int:
         new = 0
