@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import ServerProcess, StartServer
+from harness import ServerProcess, StartServer, Terminal
 
 
 @pytest.fixture
@@ -34,3 +34,12 @@ def server(start_server: StartServer) -> ServerProcess:
 def open_server(start_server: StartServer) -> ServerProcess:
     """A server that lets everyone in."""
     return start_server("--approve", "all")
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Terminal]]:
+    """Programs started in pseudo-terminals by the test; each is closed afterwards."""
+    opened: list[Terminal] = []
+    yield opened
+    for terminal in opened:
+        terminal.close()

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from harness import WAIT, ServerProcess, TerminalClient, client_process, pyte_color
+from harness import WAIT, ServerProcess, Terminal, TerminalClient, client_process, pyte_color
 from protocol import messages
-
-
-@pytest.fixture
-def terminals() -> Iterator[list[TerminalClient]]:
-    opened: list[TerminalClient] = []
-    yield opened
-    for terminal in opened:
-        terminal.close()
 
 
 def run_script(server: ServerProcess, name: str, script: str, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -80,9 +68,7 @@ def test_cannot_connect_exits_1() -> None:
     assert proc.returncode == 1 and "cannot connect" in err.decode()
 
 
-def test_terminal_shows_colour_and_markup(
-    open_server: ServerProcess, terminals: list[TerminalClient]
-) -> None:
+def test_terminal_shows_colour_and_markup(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     term = TerminalClient(open_server.port, "--name", "viewer")
     terminals.append(term)
     term.wait_screen(r"Welcome, viewer!")
@@ -96,7 +82,7 @@ def test_terminal_shows_colour_and_markup(
     assert all(not c.bold and c.fg == magenta for c in term.cells("plain"))
 
 
-def test_no_color_strips_styles(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+def test_no_color_strips_styles(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     term = TerminalClient(open_server.port, "--name", "mono", env={"NO_COLOR": "1"})
     terminals.append(term)
     term.wait_screen(r"Welcome, mono!")
@@ -105,9 +91,7 @@ def test_no_color_strips_styles(open_server: ServerProcess, terminals: list[Term
     assert not any(c.bold for c in term.cells("loud"))
 
 
-def test_typing_survives_incoming_messages(
-    open_server: ServerProcess, terminals: list[TerminalClient]
-) -> None:
+def test_typing_survives_incoming_messages(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     term = TerminalClient(open_server.port, "--name", "typist")
     terminals.append(term)
     term.wait_screen(r"Welcome, typist!")
@@ -124,9 +108,7 @@ def test_typing_survives_incoming_messages(
     alice.expect("<typist> half a thought")
 
 
-def test_interactive_name_prompt_asks_again(
-    open_server: ServerProcess, terminals: list[TerminalClient]
-) -> None:
+def test_interactive_name_prompt_asks_again(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     _taken = open_server.connect("taken")
     term = TerminalClient(open_server.port)
     terminals.append(term)
@@ -138,7 +120,7 @@ def test_interactive_name_prompt_asks_again(
     term.wait_screen(r"Welcome, fresh!")
 
 
-def test_ctrl_d_leaves_cleanly(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+def test_ctrl_d_leaves_cleanly(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     watcher = open_server.connect("watcher")
     term = TerminalClient(open_server.port, "--name", "quitter")
     terminals.append(term)
@@ -149,7 +131,7 @@ def test_ctrl_d_leaves_cleanly(open_server: ServerProcess, terminals: list[Termi
     watcher.expect(messages.LEFT)
 
 
-def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     watcher = open_server.connect("watcher")
     term = TerminalClient(open_server.port, "--name", "breaker")
     terminals.append(term)
@@ -160,7 +142,7 @@ def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[Term
     watcher.expect(messages.LEFT)
 
 
-def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[TerminalClient]) -> None:
+def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     term = TerminalClient(open_server.port, "--name", "leaver")
     terminals.append(term)
     term.wait_screen(r"Welcome, leaver!")

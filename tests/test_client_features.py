@@ -21,7 +21,17 @@ from prompt_toolkit.utils import get_cwidth
 from Client import Chat, ChatCompleter, Incoming, Link
 from formatting import layout, lines
 from formatting.sanitize import strip_sgr
-from harness import PYTHON, ROOT, WAIT, ServerProcess, TerminalClient, find_cells, screen_of, wait_until
+from harness import (
+    PYTHON,
+    ROOT,
+    WAIT,
+    ServerProcess,
+    Terminal,
+    TerminalClient,
+    find_cells,
+    screen_of,
+    wait_until,
+)
 from protocol import messages
 
 UP = "\x1b[A"
@@ -233,15 +243,7 @@ def test_short_lines_and_narrow_terminals() -> None:
 
 
 @pytest.fixture
-def terminals() -> Iterator[list[TerminalClient]]:
-    opened: list[TerminalClient] = []
-    yield opened
-    for terminal in opened:
-        terminal.close()
-
-
-@pytest.fixture
-def join(open_server: ServerProcess, terminals: list[TerminalClient]):  # type: ignore[no-untyped-def]
+def join(open_server: ServerProcess, terminals: list[Terminal]):  # type: ignore[no-untyped-def]
     """Start Client.py as NAME in a terminal and wait until it can be typed into."""
 
     def start(name: str, *args: str, columns: int = 100) -> TerminalClient:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from harness import RawClient, ServerProcess, StartServer, TerminalClient, TerminalServer, wait_until
+from harness import (
+    RawClient,
+    ServerProcess,
+    StartServer,
+    Terminal,
+    TerminalClient,
+    TerminalServer,
+    wait_until,
+)
 from protocol import messages
-
-
-@pytest.fixture
-def consoles() -> Iterator[list[TerminalServer]]:
-    opened: list[TerminalServer] = []
-    yield opened
-    for console in opened:
-        console.close()
 
 
 def test_who_shows_addresses_since_and_idle_time(server: ServerProcess) -> None:
@@ -132,9 +129,9 @@ def test_ask_mode_with_an_allowlist_only_asks_about_strangers(
     assert "join request: alice" not in server.log.text()
 
 
-def test_interactive_console_approves_and_shows_the_queue(consoles: list[TerminalServer]) -> None:
+def test_interactive_console_approves_and_shows_the_queue(terminals: list[Terminal]) -> None:
     console = TerminalServer()
-    consoles.append(console)
+    terminals.append(console)
     console.wait_prompt("operator>")
     first = RawClient("127.0.0.1", console.port)
     first.send_name("first")
@@ -157,9 +154,9 @@ def test_interactive_console_approves_and_shows_the_queue(consoles: list[Termina
     assert console.cursor_line().startswith("operator>")
 
 
-def test_interactive_console_keeps_typed_text_while_logs_arrive(consoles: list[TerminalServer]) -> None:
+def test_interactive_console_keeps_typed_text_while_logs_arrive(terminals: list[Terminal]) -> None:
     console = TerminalServer("--approve", "all")
-    consoles.append(console)
+    terminals.append(console)
     console.wait_prompt("operator>")
     console.type("/say half-typed")
     wait_until(lambda: console.cursor_line().endswith("/say half-typed"), what="typed text")
@@ -174,9 +171,9 @@ def test_interactive_console_keeps_typed_text_while_logs_arrive(consoles: list[T
     }
 
 
-def test_interactive_console_ctrl_c_shuts_down_cleanly(consoles: list[TerminalServer]) -> None:
+def test_interactive_console_ctrl_c_shuts_down_cleanly(terminals: list[Terminal]) -> None:
     console = TerminalServer("--approve", "all")
-    consoles.append(console)
+    terminals.append(console)
     console.wait_prompt("operator>")
     guest = RawClient("127.0.0.1", console.port)
     guest.send_name("guest")
@@ -186,10 +183,10 @@ def test_interactive_console_ctrl_c_shuts_down_cleanly(consoles: list[TerminalSe
     assert console.wait_exit() == 0
 
 
-def test_a_whole_session_on_terminals(consoles: list[TerminalServer]) -> None:
+def test_a_whole_session_on_terminals(terminals: list[Terminal]) -> None:
     """Operator and user both at real terminals: approve, complete, type through traffic, ring."""
     console = TerminalServer()
-    consoles.append(console)
+    terminals.append(console)
     console.wait_prompt("operator>")
     user = TerminalClient(console.port, "--name", "dana")
     try:
