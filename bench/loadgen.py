@@ -26,6 +26,7 @@ import contextlib
 import gc
 import re
 import resource
+import select
 import socket
 import time
 import traceback
@@ -35,6 +36,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.wire import MARK, Handshake, Reader, Tally, clean_ncat, make_line, strip_sgr
+
+#: How often readers that are not timed collect what has arrived, and how much at most.
+BATCH_TICK = 0.05
+BATCH_READ = 1 << 18
 
 #: Receive buffer of the stalled reader: small, so a server that waits for it does so at once.
 STALLED_RCVBUF = 4096
@@ -53,6 +58,7 @@ class ClientPlan:
     cid: int
     rank: int | None = None  # position among all senders; None: only reads
     stalled: bool = False  # joins, then never reads again
+    eager: bool = True  # reads each line as it comes and times it; else reads in batches, untimed
 
 
 @dataclass(frozen=True)
@@ -127,14 +133,15 @@ def last_words(tail: bytes, error: BaseException | None) -> str:
 # --- one connection ------------------------------------------------------------------
 
 
-class Client(asyncio.Protocol):
-    def __init__(self, worker: Worker, plan: ClientPlan) -> None:
+class Client:
+    """One joined connection: its counters, and how it reads (eagerly or in batches)."""
+
+    def __init__(self, worker: Worker, plan: ClientPlan, sock: socket.socket) -> None:
         self.worker = worker
         self.plan = plan
+        self.sock = sock
         self.reader = Reader(plan.cid)
-        self.handshake = Handshake(worker.plan.dialect, f"c{plan.cid}")
-        self.transport: asyncio.Transport | None = None
-        self.joined: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None  # eager clients only
         self.writable = asyncio.Event()
         self.writable.set()
         self.partial = b""
@@ -145,78 +152,84 @@ class Client(asyncio.Protocol):
         #: Set whenever data arrives, for a flooding sender that uses this client as its probe.
         self.progress: asyncio.Event | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    @property
+    def live_reader(self) -> bool:
+        """Meant to read (the stalled one is not) and still connected."""
+        return not self.plan.stalled and not self.gone
 
-    def data_received(self, data: bytes) -> None:
+    def received(self, data: bytes, now: int) -> None:
         worker = self.worker
-        now = worker.last_rx_ns = time.monotonic_ns()
+        worker.last_rx_ns = now
         worker.bytes_rx += len(data)
         self.tail = data[-TAIL:] if len(data) >= TAIL else (self.tail + data)[-TAIL:]
-        if not self.joined.done():
-            reply, leftover = self.handshake.feed(data)
-            if reply and self.transport is not None:
-                self.transport.write(reply)
-            if leftover is None:
-                return
-            self.joined.set_result(now)
-            if self.plan.stalled and self.transport is not None:
-                self.transport.pause_reading()
-                return
-            data = leftover
-        self._count(data, now)
-        if self.progress is not None:
-            self.progress.set()
-
-    def _count(self, data: bytes, now: int) -> None:
         buffer = self.partial + data if self.partial else data
         cut = buffer.rfind(b"\n") + 1
         self.partial = buffer[cut:]
-        if not cut:
+        if cut:
+            lines = buffer[:cut] if cut < len(buffer) else buffer
+            if worker.plan.dialect == "ncat":
+                lines, mangled = clean_ncat(lines)
+                worker.mangled += mangled
+            worker.tally.feed(self.reader, lines, now, timed=self.plan.eager)
+        if self.progress is not None:
+            self.progress.set()
+
+    def lost(self, error: BaseException | None) -> None:
+        """The connection ended; if the server ended it, say why."""
+        if self.gone:
             return
-        lines = buffer[:cut] if cut < len(buffer) else buffer
-        if self.worker.plan.dialect == "ncat":
-            lines, mangled = clean_ncat(lines)
-            self.worker.mangled += mangled
-        self.worker.tally.feed(self.reader, lines, now)
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
-    def connection_lost(self, exc: Exception | None) -> None:
         self.gone = True
         self.writable.set()  # wake a sender waiting for room
         if self.progress is not None:
             self.progress.set()
-        reason = last_words(self.tail, exc)
-        if not self.joined.done():
-            self.joined.set_exception(ConnectionError(reason))
-        elif not self.hung_up:
-            self.worker.disconnects[reason] += 1
+        if not self.hung_up:
+            self.worker.disconnects[last_words(self.tail, error)] += 1
 
-    def hang_up(self, abort: bool = False) -> None:
+    def hang_up(self) -> None:
         self.hung_up = True
         if self.transport is not None:
-            if abort:
-                self.transport.abort()
-            else:
-                self.transport.close()
+            self.transport.close()
+        else:
+            self.worker.forget(self)
+            self.sock.close()
 
-    @property
-    def live_reader(self) -> bool:
-        """Joined and meant to read (the stalled one is not)."""
-        done = self.joined.done() and not self.joined.cancelled()
-        return done and self.joined.exception() is None and not self.plan.stalled
+
+class _Eager(asyncio.Protocol):
+    """Reads as soon as data arrives, so each line's arrival time is its latency."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.client.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.client.received(data, time.monotonic_ns())
+
+    def pause_writing(self) -> None:
+        self.client.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.client.writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.lost(exc)
 
 
 # --- one worker process ----------------------------------------------------------------
 
 
 class Worker:
+    """One process's clients.
+
+    Eager clients (senders, and the readers that time lines) are asyncio
+    protocols, woken for every arrival. The other readers sit in an epoll set
+    that one task drains every ``BATCH_TICK``: with hundreds of readers, one
+    wake-up per line per reader would cost the generator more CPU than the
+    servers it measures, and those readers' lines only need counting.
+    """
+
     def __init__(self, plan: WorkerPlan) -> None:
         self.plan = plan
         self.tally = Tally()
@@ -226,6 +239,9 @@ class Worker:
         self.mangled = 0
         self.bytes_rx = 0
         self.last_rx_ns = 0
+        self.batched: dict[int, Client] = {}
+        self.batch_poll = select.epoll()
+        self.batch_task: asyncio.Task[None] | None = None
 
     async def run(self, command: Command) -> dict[str, Any]:
         if isinstance(command, Join):
@@ -242,6 +258,7 @@ class Worker:
 
     async def join(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+        self.batch_task = asyncio.create_task(self._read_batches())
         gate = asyncio.Semaphore(self.plan.parallel)
         deadline = loop.time() + self.plan.join_timeout
         durations: list[float] = []
@@ -273,6 +290,7 @@ class Worker:
         }
 
     async def _connect(self, plan: ClientPlan) -> int:
+        """Connect and get into the room; then read eagerly, in batches, or (stalled) never."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -280,16 +298,61 @@ class Worker:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
         try:
             await loop.sock_connect(sock, (self.plan.host, self.plan.port))
-            _transport, client = await loop.create_connection(lambda: Client(self, plan), sock=sock)
+            shake, tail = Handshake(self.plan.dialect, f"c{plan.cid}"), b""
+            while True:
+                data = await loop.sock_recv(sock, 1 << 16)
+                if not data:
+                    raise ConnectionError(last_words(tail, None))
+                tail = (tail + data)[-TAIL:]
+                reply, leftover = shake.feed(data)
+                if reply:
+                    await loop.sock_sendall(sock, reply)
+                if leftover is not None:
+                    break
+            joined = time.monotonic_ns()
+            client = Client(self, plan, sock)
+            if plan.eager and not plan.stalled:
+                await loop.create_connection(lambda: _Eager(client), sock=sock)
         except BaseException:
             sock.close()
             raise
         self.clients.append(client)
-        try:
-            return await client.joined
-        except BaseException:
-            client.hang_up(abort=True)
-            raise
+        if not plan.eager and not plan.stalled:
+            self.batched[sock.fileno()] = client
+            self.batch_poll.register(sock.fileno(), select.EPOLLIN)
+        if leftover and not plan.stalled:
+            client.received(leftover, joined)
+        return joined
+
+    async def _read_batches(self) -> None:
+        while True:
+            await asyncio.sleep(BATCH_TICK)
+            ready = self.batch_poll.poll(0)
+            now = time.monotonic_ns()
+            for fd, _events in ready:
+                client = self.batched.get(fd)
+                if client is None:
+                    continue
+                try:
+                    data = client.sock.recv(BATCH_READ)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as error:
+                    self.forget(client)
+                    client.lost(error)
+                    continue
+                if data:
+                    client.received(data, now)
+                else:
+                    self.forget(client)
+                    client.lost(None)
+
+    def forget(self, client: Client) -> None:
+        """Stop polling a batch reader's socket (before it is closed)."""
+        fd = client.sock.fileno()
+        if self.batched.pop(fd, None) is not None:
+            with contextlib.suppress(OSError):
+                self.batch_poll.unregister(fd)
 
     async def settle(self, command: Settle) -> dict[str, Any]:
         """Wait until nothing has arrived for ``quiet`` seconds (or time is up)."""
@@ -329,13 +392,13 @@ class Worker:
         return client.writable.is_set() and not client.gone
 
     def _probe(self, sender: Client) -> Client | None:
-        """The reader a flooding sender watches: the newest live one in this process.
+        """The reader a flooding sender watches: the newest live one in this process (eager first).
 
         Every server here serves its clients in the order they came, so the newest
         is the last to get each line: when it has a line, (nearly) everyone has.
         """
-        readers = [c for c in self.clients if c is not sender and c.live_reader and not c.gone]
-        return max(readers, key=lambda c: c.plan.cid, default=None)
+        readers = [c for c in self.clients if c is not sender and c.live_reader]
+        return max(readers, key=lambda c: (c.plan.eager, c.plan.cid), default=None)
 
     async def _progress(self, probe: Client, end_ns: int) -> None:
         if probe.progress is None:
@@ -397,7 +460,7 @@ class Worker:
         """Wait for every reader to have every line, or for arrivals to stop."""
         loop = asyncio.get_running_loop()
         total = sum(command.sent.values())
-        readers = [c for c in self.clients if c.live_reader]
+        readers = [c for c in self.clients if not c.plan.stalled]  # lost ones included: their loss counts
         expected = sum(total - command.sent.get(c.plan.cid, 0) for c in readers)
         deadline = loop.time() + command.timeout
         seen, since = self.tally.delivered, loop.time()
@@ -411,6 +474,7 @@ class Worker:
         counts = [c.reader.delivered for c in readers]
         return {
             "readers": len(readers),
+            "eager": sum(c.plan.eager for c in readers),
             "expected": expected,
             "delivered": tally.delivered,
             "duplicates": tally.duplicates,
@@ -429,8 +493,11 @@ class Worker:
         }
 
     def close(self) -> None:
+        if self.batch_task is not None:
+            self.batch_task.cancel()
         for client in self.clients:
             client.hang_up()
+        self.batch_poll.close()
 
 
 def _describe(error: BaseException) -> str:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="generator processes (default: 1 per 1000 clients)")
     parser.add_argument("--window", type=int, default=1000, help="lines in flight per flooding sender")
     parser.add_argument("--line-bytes", type=int, default=64, help="bytes of text per line")
+    parser.add_argument(
+        "--probes", type=int, default=50, help="readers that time every line; the rest only count theirs"
+    )
     parser.add_argument("--smoke", action="store_true", help="a few clients, about a second, every server")
     parser.add_argument("--out", type=Path, help="results directory (bench/results; bench/results/smoke)")
     parser.add_argument("--label", default="", help="added to the result file names")
@@ -109,6 +112,7 @@ def setups(args: argparse.Namespace) -> list[Setup]:
                         workers=workers,
                         line_bytes=args.line_bytes,
                         window=args.window,
+                        probes=args.probes,
                         ignore_limits=args.ignore_limits,
                         ours=str(args.ours.resolve()),
                     )

@@ -132,15 +132,19 @@ class Tally:
     def start(self, start_ns: int) -> None:
         self.start_ns = start_ns
 
-    def feed(self, reader: Reader, lines: bytes, now_ns: int) -> None:
-        """Count the tokens in ``lines`` (complete lines only) received by ``reader`` at ``now_ns``."""
+    def feed(self, reader: Reader, lines: bytes, now_ns: int, timed: bool = True) -> None:
+        """Count the tokens in ``lines`` (complete lines only) received by ``reader`` at ``now_ns``.
+
+        ``timed``: ``now_ns`` is when the lines arrived, so their latency counts. A
+        reader that reads in batches passes False: it is counted, not timed.
+        """
         count = lines.count(MARK)
         if not count:
             return
         new = (
-            self._feed_small(reader, lines, now_ns)
+            self._feed_small(reader, lines, now_ns, timed)
             if count <= SMALL_CHUNK
-            else self._feed_numpy(reader, lines, now_ns)
+            else self._feed_numpy(reader, lines, now_ns, timed)
         )
         if new:
             reader.delivered += new
@@ -153,7 +157,7 @@ class Tally:
                     self.timeline.extend([0] * (slot + 1 - len(self.timeline)))
                 self.timeline[slot] += new
 
-    def _feed_small(self, reader: Reader, lines: bytes, now_ns: int) -> int:
+    def _feed_small(self, reader: Reader, lines: bytes, now_ns: int, timed: bool) -> int:
         new = 0
         last = reader.last
         for sender_raw, seq_raw, sent_raw in TOKEN.findall(lines):
@@ -167,12 +171,14 @@ class Tally:
                 continue
             last[sender] = seq
             new += 1
+            if not timed:
+                continue
             us = max(0, (now_ns - int(sent_raw)) // 1000)
             self.hist[bucket(us)] += 1
             self.max_us = max(self.max_us, us)
         return new
 
-    def _feed_numpy(self, reader: Reader, lines: bytes, now_ns: int) -> int:
+    def _feed_numpy(self, reader: Reader, lines: bytes, now_ns: int, timed: bool) -> int:
         data = np.frombuffer(lines, np.uint8)
         if len(data) < TOKEN_LEN:
             return 0
@@ -209,7 +215,7 @@ class Tally:
             reader.last[sender] = int(running[-1])
         new = int(fresh.sum())
         self.duplicates += len(seqs) - new
-        if new:
+        if new and timed:
             us = np.maximum((now_ns - sent[fresh]) // 1000, 0)
             self.hist += np.bincount(buckets(us), minlength=HIST_BUCKETS)[:HIST_BUCKETS]
             self.max_us = max(self.max_us, int(us.max()))
