@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import socket
 import sqlite3
 import sys
 import threading
 
+from chatroom.bus import Bus, LocalBus
 from chatroom.config import Settings, parse_settings
 from chatroom.console import Operator, run_interactive
 from chatroom.delivery import Fanout
@@ -57,31 +59,47 @@ def raise_file_limit() -> int:
     return hard
 
 
+def make_bus(settings: Settings) -> Bus:
+    """SQLite on our own, or a room shared through Redis; redis-py is imported only for the latter."""
+    if not settings.redis:
+        return LocalBus(Store(settings.db), settings.history)
+    try:
+        from chatroom.cluster import ClusterBus
+    except ModuleNotFoundError as error:
+        if error.name != "redis":
+            raise
+        raise ValueError(
+            "--redis needs redis-py: pip install 'chatroom[cluster]' (or: pip install redis)"
+        ) from None
+    return ClusterBus(settings)
+
+
 def serve(settings: Settings) -> int:
     configure_logging()
     files = raise_file_limit()
     threading.stack_size(settings.thread_stack_kib * 1024)
+    stop = threading.Event()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: stop.set())
+    # Threads inherit the signal mask: with these blocked while they start (ours
+    # below, and a cluster bus's in bus.start), the kernel can only deliver them
+    # to the main thread, which is waiting on ``stop`` below and so wakes up at
+    # once to run the handler.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        store = Store(settings.db)
         tls = None
         if settings.tls_cert and settings.tls_key:
             tls = server_context(settings.tls_cert, settings.tls_key)
+        bus = make_bus(settings)
         fanout = Fanout(settings.fanout_threads)
-        room = Room(settings, store, fanout)
+        room = Room(settings, bus, fanout)
         server = ChatServer(settings, room, tls)
+        bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, sqlite3.Error) as error:
         log.error("cannot start: %s", error)
         return 1
 
-    stop = threading.Event()
     operator = Operator(room, stop.set)
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda *_: stop.set())
-    # Threads inherit the signal mask: with these blocked while they start, the
-    # kernel can only deliver them to the main thread, which is waiting on
-    # ``stop`` below and so wakes up at once to run the handler.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
@@ -94,7 +112,7 @@ def serve(settings: Settings) -> int:
         "TLS" if tls else "plain TCP",
         settings.approve,
         settings.history,
-        store.path,
+        bus.where,
         files,
     )
     if interactive:
@@ -104,9 +122,8 @@ def serve(settings: Settings) -> int:
     log.info("shutting down")
     server.shutdown()
     server.server_close()
-    room.close()
+    room.close()  # closes the bus too
     fanout.stop(SHUTDOWN_GRACE)
-    store.close()
     log.info("stopped")
     return 0
 

@@ -7,15 +7,21 @@ edit by hand; ``/allow`` appends to it. An allow-listed *name* is a
 convenience, not authentication: anyone may type that name, so use it on
 networks you trust, or together with TLS and a firewall.
 
+Bans are written through a ``BanStore``: the SQLite store for a server on its
+own, or the cluster bus, which keeps them in Redis and tells the other
+servers (``note`` is how their bans arrive here).
+
 Not thread-safe on its own: the room calls it under its lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+from collections.abc import Iterable
+from typing import Protocol
 
-from chatroom.storage import Store
 from protocol.names import name_key
 
 NAME = "name"
@@ -30,8 +36,14 @@ def is_address(text: str) -> bool:
     return True
 
 
+class BanStore(Protocol):
+    def bans(self) -> list[tuple[str, str]]: ...
+    def add_ban(self, kind: str, value: str) -> None: ...
+    def remove_ban(self, kind: str, value: str) -> None: ...
+
+
 class Access:
-    def __init__(self, store: Store, allow_file: str | None) -> None:
+    def __init__(self, store: BanStore, allow_file: str | None) -> None:
         self._store = store
         self._banned = {(kind, value) for kind, value in store.bans()}
         self.allow_file = allow_file
@@ -66,6 +78,27 @@ class Access:
 
     def bans(self) -> list[tuple[str, str]]:
         return sorted(self._banned)
+
+    def note(self, kind: str, value: str, banned: bool) -> bool:
+        """A ban made or lifted elsewhere (already stored): remember it; False if nothing changed."""
+        entry = (kind, self._normal(kind, value))
+        if (entry in self._banned) == banned:
+            return False
+        if banned:
+            self._banned.add(entry)
+        else:
+            self._banned.discard(entry)
+        return True
+
+    def adopt(self, bans: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Take the stored list as the truth (after a reconnect); returns the bans new here."""
+        adopted = set()
+        for kind, value in bans:
+            with contextlib.suppress(ValueError):  # not one of ours: skip it rather than fail
+                adopted.add((kind, self._normal(kind, value)))
+        new = sorted(adopted - self._banned)
+        self._banned = adopted
+        return new
 
     @staticmethod
     def _normal(kind: str, value: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -46,6 +47,9 @@ class Settings:
     fanout_threads: int = 2
     thread_stack_kib: int = 256
     sndbuf: int = 128 * 1024
+    redis: str | None = None
+    node: str = ""
+    redis_ttl: float = 15.0
 
 
 def _count(text: str) -> int:
@@ -62,8 +66,26 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+#: A node's name goes into Redis keys and the claim on each name (``NODE/INCARNATION SERIAL``).
+NODE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _node(text: str) -> str:
+    if not NODE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"use 1 to 64 letters, digits, '.', '_', ':' or '-', not {text!r}")
+    return text
+
+
 USAGE = """%(prog)s [--host ADDR] [--port N] [--approve ask|all|allowlist] [--allow-file PATH]
-                 [--history N] [--db PATH] [--tls-cert PEM --tls-key PEM] [LIMITS] [TUNING]"""
+                 [--history N] [--db PATH] [--tls-cert PEM --tls-key PEM]
+                 [--redis URL [--node NAME] [--redis-ttl SECONDS]] [LIMITS] [TUNING]"""
 
 DESCRIPTION = """\
 Serve a chat room on TCP. Clients join with Client.py, nc or telnet; each
@@ -77,18 +99,22 @@ signals:
   SIGINT, SIGTERM   tell every client, flush, close and exit 0
 
 files:
-  history and bans  --db PATH (SQLite, WAL); ':memory:' keeps nothing
+  history and bans  --db PATH (SQLite, WAL); ':memory:' keeps nothing;
+                    with --redis they are kept in Redis instead
   allow-list        --allow-file PATH, one name per line, '#' comments
 
 exit status:
   0  clean shutdown (signal, /quit, or Ctrl-C at the console)
-  1  could not start (port in use, bad certificate, unreadable database)
+  1  could not start (port in use, bad certificate, unreadable database,
+     Redis unreachable, --redis without redis-py)
   2  bad options
 
 examples:
   %(prog)s                            ask about everyone, port 5555, local only
   %(prog)s --host 0.0.0.0 --port 4000 reachable from the network
-  %(prog)s --approve all --db :memory: a throwaway room for testing"""
+  %(prog)s --approve all --db :memory: a throwaway room for testing
+  %(prog)s --redis redis://127.0.0.1:6379/0 --port 5556 --node b
+                                      a second server in the same room"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
         dest="log_chat",
         action="store_false",
         help="do not print public messages in the log",
+    )
+
+    cluster = parser.add_argument_group(
+        "several servers, one room (needs redis-py: pip install 'chatroom[cluster]')"
+    )
+    cluster.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the room with every server using this Redis (redis://HOST:PORT/DB); "
+        "history and bans then live there, not in --db",
+    )
+    cluster.add_argument(
+        "--node",
+        type=_node,
+        metavar="NAME",
+        help="this server's name in the room (default: HOSTNAME:PORT); each server needs its own",
+    )
+    cluster.add_argument(
+        "--redis-ttl",
+        type=_positive_seconds,
+        default=d.redis_ttl,
+        metavar="SECONDS",
+        help="a crashed server's names and people vanish after this; refreshed every third of it, "
+        "which is also the longest wait between attempts to reach Redis again",
     )
 
     limits = parser.add_argument_group("limits (0 turns a count off)")
@@ -215,7 +265,10 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     args = build_parser().parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         build_parser().error("--tls-cert and --tls-key go together")
+    if args.node and not args.redis:
+        build_parser().error("--node names this server in a room shared through --redis")
     values = vars(args)
+    values["node"] = values["node"] or ""
     values["db"] = values["db"] if values["db"] is not None else default_db_path()
     values["exempt"] = tuple(ip.strip() for ip in values["exempt"].split(",") if ip.strip())
     known = {f.name for f in fields(Settings)}

@@ -16,10 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from chatroom.bus import Present
 from chatroom.room import Member, Room
 from protocol import messages
+from protocol.names import name_key
 
 log = logging.getLogger("chat")
 
@@ -31,7 +33,7 @@ COMMANDS = {
     "/approve": "NAME      let NAME in (y lets in the oldest)",
     "/deny": "NAME         turn NAME away (n turns away the oldest)",
     "/pending": "           who is waiting",
-    "/who": "               who is in the room: address, since when, idle time",
+    "/who": "               who is in the room: address, server, since when, idle time",
     "/kick": "NAME [why]    remove someone from the room",
     "/ban": "NAME|IP        remove and keep out (a name also bans its address)",
     "/unban": "NAME|IP      lift a ban",
@@ -90,7 +92,15 @@ class Operator:
         elif word == "/kick":
             name, _, reason = rest.partition(" ")
             if not name or self.room.kick(name, reason.strip()) is None:
-                log.info("no one called %r to kick", name)
+                elsewhere = self.room.bus.find(name_key(name)) if name else None
+                if elsewhere is not None:
+                    log.info(
+                        "%s is on %s: its operator can kick (a /ban here applies everywhere)",
+                        name,
+                        elsewhere.node,
+                    )
+                else:
+                    log.info("no one called %r to kick", name)
         elif word == "/ban":
             self._report(self.room.ban(rest) if rest else [], f"nothing new to ban for {rest!r}")
         elif word == "/unban":
@@ -137,9 +147,9 @@ class Operator:
             self.room.refuse(member, messages.REFUSED, "refused by the operator")
 
     def _who(self) -> None:
-        members = self.room.members()
-        log.info("in the room (%d):", len(members))
-        for line in who_lines(members):
+        members, elsewhere = self.room.members(), self.room.bus.elsewhere()
+        log.info("in the room (%d):", len(members) + len(elsewhere))
+        for line in who_lines(members, elsewhere, self.room.bus.node):
             log.info("  %s", line)
 
     # --- front ends ------------------------------------------------------------------
@@ -152,11 +162,21 @@ class Operator:
             log.info("console input closed: nobody can answer join requests (see --approve)")
 
 
-def who_lines(members: list[Member]) -> Iterator[str]:
+def who_lines(
+    members: list[Member], elsewhere: Sequence[Present] = (), node: str | None = None
+) -> Iterator[str]:
+    """People here (with idle time), then, in a room shared between servers, people elsewhere."""
     now = time.monotonic()
+    where = f" on {node:<16}" if node is not None else ""
     for m in members:
-        since = time.strftime("%H:%M:%S", time.localtime(m.connected_at))
-        yield f"{m.name:<24} {m.address:<22} since {since}, idle {_duration(now - m.last_active)}"
+        idle = _duration(now - m.last_active)
+        yield f"{m.name:<24} {m.address:<22}{where} since {_clock(m.connected_at)}, idle {idle}"
+    for p in sorted(elsewhere, key=lambda p: (p.node, p.joined)):
+        yield f"{p.name:<24} {p.address:<22} on {p.node:<16} since {_clock(p.since)}"
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 def _duration(seconds: float) -> str:

@@ -9,6 +9,15 @@ Life of a member: ``NAMING`` (connected, choosing a name) -> ``WAITING``
 (name claimed, in the operator's queue) -> ``IN_ROOM`` -> ``GONE``. Every
 transition happens here, under the lock, so a kick racing a ``/leave`` or an
 approval racing a timeout has exactly one winner.
+
+The room may be shared with other servers. What concerns them goes through
+``self.bus`` (``chatroom.bus``): public lines, name claims, who is where,
+private messages to people elsewhere, bans. A server on its own has a
+``LocalBus``, which is this file's old behaviour; the rules for calling a bus
+(what may be called under the lock) are in that module's docstring. Questions
+to the rest of the room (``elsewhere``, ``claim``, ``find``) are asked before
+taking the lock, so a count in a join notice is the room as it was a moment
+before the join.
 """
 
 from __future__ import annotations
@@ -22,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatroom.access import ADDRESS, NAME, Access, is_address
+from chatroom.bus import Bus, Present
 from chatroom.config import Settings
 from chatroom.delivery import Fanout, Peer
-from chatroom.storage import History, Store
 from formatting import lines
 from formatting.sanitize import strip_sgr
 from protocol import messages
@@ -58,6 +67,7 @@ class Member:
     key: str = ""
     state: State = State.NAMING
     connected_at: float = field(default_factory=time.time)
+    joined_at: float = 0.0  # let in (wall clock)
     last_active: float = field(default_factory=time.monotonic)
 
     @property
@@ -78,10 +88,10 @@ def stamp() -> str:
 
 
 class Room:
-    def __init__(self, settings: Settings, store: Store, fanout: Fanout) -> None:
+    def __init__(self, settings: Settings, bus: Bus, fanout: Fanout) -> None:
         self.settings = settings
-        self.history = History(store, settings.history)
-        self.access = Access(store, settings.allow_file)
+        self.bus = bus
+        self.access = Access(bus, settings.allow_file)
         self.fanout = fanout
         self.lock = threading.Lock()
         self._connections: Counter[str] = Counter()  # by host
@@ -142,6 +152,11 @@ class Room:
                 return messages.NAME_TAKEN.format(name=checked)
             self._names[key] = member
             member.name, member.key = checked, key
+        if not self.bus.claim(key):  # someone on another server has it
+            with self.lock:
+                del self._names[key]
+                member.name, member.key = "", ""
+            return messages.NAME_TAKEN.format(name=checked)
         return None
 
     def request(self, member: Member) -> None:
@@ -177,30 +192,32 @@ class Room:
     # --- the operator's answers -----------------------------------------------
 
     def admit(self, member: Member, how: str = "approved") -> bool:
+        elsewhere = self.bus.elsewhere()
         with self.lock:
             if member.state not in (State.NAMING, State.WAITING):
                 return False
             self._waiting.pop(member.key, None)
             member.state = State.IN_ROOM
             member.last_active = time.monotonic()
+            member.joined_at = time.time()
             self._members[member.key] = member
             log.info("%s %s", how, member.who)
-            self._welcome(member)
+            self._welcome(member, elsewhere)
             self.fanout.attach(member.peer)
-            self._broadcast(
-                lines.notice(stamp(), messages.JOINED(name=member.name, count=len(self._members)))
-            )
+            self.bus.enter(member)
+            count = len(self._members) + len(elsewhere)
+            self._public_locked(lines.notice(stamp(), messages.JOINED(name=member.name, count=count)))
             log.info("join %s (%s)", member.who, self._counts())
         self.on_queue_change()
         return True
 
-    def _welcome(self, member: Member) -> None:
-        names = [m.name for m in self._members.values()]
+    def _welcome(self, member: Member, elsewhere: list[Present]) -> None:
+        names = self._roster(elsewhere)
         shown = ", ".join(names[:WELCOME_NAMES])
         if len(names) > WELCOME_NAMES:
             shown += f" and {len(names) - WELCOME_NAMES} more"
         out = [lines.notice(stamp(), messages.WELCOME(name=member.name, count=len(names), names=shown))]
-        recent = self.history.recent()
+        recent = self.bus.recent()
         if recent:
             out.append(lines.notice(stamp(), messages.HISTORY_START(count=len(recent))))
             out.extend(recent)
@@ -226,6 +243,8 @@ class Room:
 
     def depart(self, member: Member, notice: Wording, why: str, farewell: str | None = None) -> bool:
         """Take a member out of the room or the queue; True if this call did it."""
+        # Only someone in the room needs the count (read without the lock: a hint).
+        elsewhere = len(self.bus.elsewhere()) if member.state is State.IN_ROOM else 0
         with self.lock:
             was = member.state
             if was is State.GONE:
@@ -239,7 +258,9 @@ class Room:
             elif was is State.IN_ROOM:
                 del self._members[member.key]
                 self.fanout.detach(member.peer)
-                self._broadcast(lines.notice(stamp(), notice(name=member.name, count=len(self._members))))
+                self.bus.leave(member)
+                count = len(self._members) + elsewhere
+                self._public_locked(lines.notice(stamp(), notice(name=member.name, count=count)))
                 log.info("leave %s: %s (%s)", member.who, why, self._counts())
         if was is State.WAITING:
             self.on_queue_change()
@@ -263,17 +284,36 @@ class Room:
 
     def ban(self, target: str) -> list[str]:
         """Ban a name or an address and remove whoever it covers; returns what was done."""
+        kind = ADDRESS if is_address(target) else NAME
+        with self.lock:
+            done = [f"banned {kind} {target}"] if self.access.ban(kind, target) else []
+        return done + self._enforce(kind, target)
+
+    def banned_elsewhere(self, kind: str, value: str, banned: bool, node: str) -> None:
+        """A ban made or lifted on another server: remember it, and remove whoever it covers here."""
+        with self.lock:
+            changed = self.access.note(kind, value, banned)
+        if changed and banned:
+            for done in self._enforce(kind, value):
+                log.info("%s (banned on %s)", done, node)
+
+    def adopt_bans(self, stored: list[tuple[str, str]]) -> None:
+        """The room's bans as stored (after servers reunite); bans new here are enforced."""
+        with self.lock:
+            new = self.access.adopt(stored)
+        for kind, value in new:
+            for done in self._enforce(kind, value):
+                log.info("%s (banned elsewhere while apart)", done)
+
+    def _enforce(self, kind: str, target: str) -> list[str]:
+        """Remove whoever a ban covers here; a banned name's address is banned too, unless exempt."""
         done: list[str] = []
-        if is_address(target):
+        if kind == ADDRESS:
             with self.lock:
-                if self.access.ban(ADDRESS, target):
-                    done.append(f"banned address {target}")
                 covered = [m for m in self._everyone if m.host == target]
         else:
             member = self.find(target)
             with self.lock:
-                if self.access.ban(NAME, target):
-                    done.append(f"banned name {target}")
                 covered = [member] if member is not None else []
                 for m in covered:
                     if m.host not in self.settings.exempt and self.access.ban(ADDRESS, m.host):
@@ -309,6 +349,7 @@ class Room:
         with self.lock:
             if member.key and self._names.get(member.key) is member:
                 del self._names[member.key]
+                self.bus.release(member.key)
             self._everyone.discard(member)
             self._connections[member.host] -= 1
             if self._connections[member.host] <= 0:
@@ -326,8 +367,7 @@ class Room:
     def announce(self, text: str) -> None:
         line = lines.notice(stamp(), messages.ANNOUNCEMENT(text=text))
         with self.lock:
-            self.history.append(line)
-            self._broadcast(line)
+            self._public_locked(line)
         log.info("%s", _unstamped(line))
 
     def _public(self, member: Member, line: str) -> None:
@@ -335,10 +375,18 @@ class Room:
             if member.state is not State.IN_ROOM:
                 return
             member.last_active = time.monotonic()
-            self.history.append(line)
-            self._broadcast(line)
+            self._public_locked(line)
         if self.settings.log_chat:
             log.info("%s", _unstamped(line))
+
+    def _public_locked(self, line: str) -> None:
+        """A line for the whole room; callers hold the lock, which fixes the order here."""
+        if self.bus.publish(line):
+            self.deliver_locked([line])
+
+    def deliver_locked(self, rendered: list[str]) -> None:
+        """Post public lines to everyone in the room on this server; callers hold the lock."""
+        self.fanout.broadcast(b"".join(encode_line(line) for line in rendered))
 
     def private(self, member: Member, recipient: str, text: str, color: str | None = None) -> None:
         key = name_key(recipient)
@@ -348,16 +396,40 @@ class Room:
         if key == member.key:
             member.tell(lines.error(stamp(), messages.PM_SELF()))
             return
-        if target is None:
+        elsewhere = self.bus.find(key) if target is None else None
+        if target is None and elsewhere is None:
             member.tell(lines.error(stamp(), messages.NO_SUCH_USER(name=recipient)))
             return
         now = stamp()
-        target.tell(lines.private(now, messages.PM_FROM(name=member.name), text, color))
-        member.tell(lines.private(now, messages.PM_TO(name=target.name), text, color))
-        log.info("private message %s -> %s (text not logged)", member.name, target.name)
+        line = lines.private(now, messages.PM_FROM(name=member.name), text, color)
+        if target is not None:
+            target.tell(line)
+            name, where = target.name, ""
+        else:
+            assert elsewhere is not None
+            self.bus.private(elsewhere, key, member.name, line)
+            name, where = elsewhere.name, f" on {elsewhere.node}"
+        member.tell(lines.private(now, messages.PM_TO(name=name), text, color))
+        log.info("private message %s -> %s%s (text not logged)", member.name, name, where)
+
+    def deliver_private(self, key: str, sender: str, line: str) -> None:
+        """A private message from another server for someone here (who may have left meanwhile)."""
+        with self.lock:
+            target = self._members.get(key)
+        if target is not None:
+            target.tell(line)
+            log.info("private message %s -> %s (text not logged)", sender, target.name)
+
+    def _roster(self, elsewhere: list[Present]) -> list[str]:
+        """Everyone's names in the order they were let in; callers hold the lock."""
+        here = [(m.joined_at, m.name) for m in self._members.values()]
+        there = [(p.joined, p.name) for p in elsewhere]
+        return [name for _joined, name in sorted(here + there, key=lambda entry: entry[0])]
 
     def who(self, member: Member) -> None:
-        names = [m.name for m in self.members()]
+        elsewhere = self.bus.elsewhere()
+        with self.lock:
+            names = self._roster(elsewhere)
         chunks: list[list[str]] = [[]]
         for name in names:
             if sum(len(n) + 2 for n in chunks[-1]) + len(name) > WHO_LINE_CHARS:
@@ -368,23 +440,52 @@ class Room:
         out += [lines.notice(now, messages.WHO_MORE(names=", ".join(chunk))) for chunk in chunks[1:]]
         member.tell(*out)
 
-    def _broadcast(self, line: str) -> None:
-        """Post to everyone in the room; callers hold the lock, which fixes the order."""
-        self.fanout.broadcast(encode_line(line))
-
     # --- shutting down ----------------------------------------------------------
 
     def close(self) -> None:
-        """Tell everyone the server is going away and hang up on them."""
+        """Tell everyone the server is going away and hang up on them; the rest of the room is told."""
         goodbye = lines.notice(stamp(), messages.SHUTTING_DOWN())
+        elsewhere = len(self.bus.elsewhere())
         with self.lock:
             everyone = list(self._everyone)
             for member in everyone:
                 member.tell(*(["", goodbye] if member.state is State.NAMING else [goodbye]))
                 member.state = State.GONE
                 member.peer.hang_up()
+            leaving = list(self._members.values())
             self._members.clear()
             self._waiting.clear()
+        farewells = [
+            lines.notice(stamp(), messages.DISCONNECTED(name=m.name, count=elsewhere + len(leaving) - i - 1))
+            for i, m in enumerate(leaving)
+        ]
+        self.bus.close(farewells)
+
+    # --- the cluster's side (chatroom.cluster calls these) ----------------------
+
+    def separated_locked(self) -> None:
+        """Redis is gone: tell the people here that only they hear each other for now."""
+        self.deliver_locked([lines.notice(stamp(), messages.SEPARATED(count=len(self._members)))])
+
+    def reunited_locked(self, elsewhere: int) -> None:
+        """Redis is back: the room is whole again."""
+        notice = lines.notice(stamp(), messages.REUNITED(count=len(self._members) + elsewhere))
+        self.deliver_locked([notice])
+
+    def lose_names(self, keys: list[str]) -> None:
+        """Names someone on another server holds now (taken while we were apart): their holders go."""
+        for key in keys:
+            with self.lock:
+                member = self._names.get(key)
+            if member is None:
+                continue
+            farewell = lines.error(stamp(), messages.NAME_LOST(name=member.name))
+            why = "name taken on another server while apart"
+            if member.state is State.IN_ROOM:
+                if self.depart(member, messages.DISCONNECTED, why, farewell):
+                    member.peer.hang_up()
+            else:
+                self.refuse(member, messages.NAME_LOST, why, name=member.name)
 
 
 def _unstamped(line: str) -> str:

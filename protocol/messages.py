@@ -65,7 +65,20 @@ ROOM_FULL = Wording(NOTICE + " The room is full ({limit} people). Try again late
 QUEUE_FULL = Wording(NOTICE + " Too many people are waiting to join. Try again later.")
 TOO_MANY_FROM_HOST = Wording(NOTICE + " Too many connections from your address ({limit}).")
 BANNED = Wording(NOTICE + " You are banned from this room.")
-REFUSALS = (REFUSED, APPROVAL_TIMEOUT, ROOM_FULL, QUEUE_FULL, TOO_MANY_FROM_HOST, BANNED, NAME_TIMEOUT)
+NAME_LOST = Wording(
+    NOTICE + " While the servers were apart, someone on another one took the name {name}. "
+    "Please join again under another name."
+)
+REFUSALS = (
+    REFUSED,
+    APPROVAL_TIMEOUT,
+    ROOM_FULL,
+    QUEUE_FULL,
+    TOO_MANY_FROM_HOST,
+    BANNED,
+    NAME_TIMEOUT,
+    NAME_LOST,
+)
 
 # --- name rules (reasons for NAME_REJECTED) -------------------------------
 
@@ -86,6 +99,11 @@ KICKED_NOTICE = Wording(NOTICE + " {name} was removed by the operator ({count} i
 ANNOUNCEMENT = Wording(NOTICE + " Operator: {text}")
 WHO = Wording(NOTICE + " In the room ({count}): {names}")
 WHO_MORE = Wording(NOTICE + " ... {names}")
+# Several servers, one room (--redis): the servers lost and found each other again.
+SEPARATED = Wording(
+    NOTICE + " This server lost touch with the others: for now only the {count} people here hear you."
+)
+REUNITED = Wording(NOTICE + " Back in touch with the other servers ({count} in the room).")
 
 SPEAKER = Wording("<{name}>")
 ACTOR = Wording("* {name}")

@@ -1,0 +1,388 @@
+"""Several Server.py processes, one room, through a real redis-server started for each test.
+
+Every node runs with ``--redis-ttl 1.5``: names and presence of a dead node
+expire in 1.5 s, claims are refreshed every 0.5 s, and reconnecting backs off
+to at most 0.5 s, so crash and outage tests take a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from formatting.sanitize import strip_sgr
+from harness import ROOT, WAIT, RawClient, ServerProcess, StartServer, wait_until
+from protocol import messages
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+TTL = 1.5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """redis-server on a free port, no persistence: stopping it loses everything, as a crash would."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = redis.Redis(port=self.port, socket_timeout=WAIT)
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, what="redis-server to answer")
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.client.connection_pool.disconnect()
+
+    def everything(self) -> str:
+        """Every key's contents, as text, to look for what must never be stored."""
+        out = []
+        for key in self.client.scan_iter():
+            kind = self.client.type(key).decode()
+            if kind == "string":
+                out.append(repr(self.client.get(key)))
+            elif kind == "hash":
+                out.append(repr(self.client.hgetall(key)))
+            elif kind == "set":
+                out.append(repr(self.client.smembers(key)))
+            elif kind == "stream":
+                out.append(repr(self.client.xrange(key)))
+        return "\n".join(out)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+Node = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def node(redis_server: RedisServer, start_server: StartServer) -> Node:
+    """``node("a")``: a Server.py in the room kept in the test's Redis, letting everyone in."""
+
+    def start(name: str, *args: str) -> ServerProcess:
+        return start_server(
+            "--approve", "all", "--redis", redis_server.url, "--node", name, "--redis-ttl", str(TTL), *args
+        )
+
+    return start
+
+
+def said(client: RawClient, text: str) -> str:
+    """Send a line and wait for the room's echo of it."""
+    client.send(text)
+    return client.expect(re.escape(text))
+
+
+def welcome(client: RawClient) -> dict[str, str]:
+    return next(found for line in client.lines if (found := messages.WELCOME.match(line)))
+
+
+def answer_to_name(client: RawClient, name: str) -> str:
+    """Give a name at the prompt; the server's answer: refused (asked again), welcome, or banned."""
+    client.send_name(name)
+    return strip_sgr(client.expect(r"can't be used|Welcome, |banned"))
+
+
+def texts(client: RawClient) -> list[str]:
+    """The public messages a client has received, as text."""
+    return [found["text"] for line in client.lines if (found := messages.MESSAGE.match(line))]
+
+
+def test_lines_reach_every_node_once_in_one_order(node: Node) -> None:
+    a, b, c = (node(name, "--flood-rate", "0") for name in "abc")
+    clients = {"a": a.connect("alice"), "b": b.connect("bob"), "c": c.connect("carol")}
+    clients["a"].expect("carol joined")  # everyone is in before anyone talks
+    for i in range(20):
+        for where, client in clients.items():
+            client.send(f"m{i} from {where}")
+    for client in clients.values():
+        wait_until(lambda c=client: len(texts(c.drain(0.05) and c)) == 60, what="all 60 lines")  # type: ignore[misc]
+    # Rendered once, by the sender's server: the same bytes, stamp and all, in one order everywhere.
+    seen = [[line for line in client.lines if messages.MESSAGE.matches(line)] for client in clients.values()]
+    assert seen[0] == seen[1] == seen[2]
+    for where in clients:  # and each sender's lines in the order they were sent
+        assert [t for t in texts(clients["a"]) if t.endswith(where)] == [
+            f"m{i} from {where}" for i in range(20)
+        ]
+
+
+def test_notices_and_announcements_count_the_whole_room(node: Node) -> None:
+    a, b = node("a"), node("b")
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    assert welcome(bob) == {"name": "bob", "count": "2", "names": "alice, bob"}
+    assert messages.JOINED.match(alice.expect("bob joined")) == {"name": "bob", "count": "2"}
+    a.console("/say hello both servers")
+    assert messages.ANNOUNCEMENT.match(bob.expect(messages.ANNOUNCEMENT)) == {"text": "hello both servers"}
+    bob.send("/leave")
+    assert messages.LEFT.match(alice.expect(messages.LEFT)) == {"name": "bob", "count": "1"}
+
+
+def test_who_shows_everyone_and_the_console_shows_their_server(node: Node) -> None:
+    a, b = node("a"), node("b")
+    alice, bob = a.connect("alice"), b.connect("bob")
+    bob.send("/who")
+    assert messages.WHO.match(bob.expect(messages.WHO)) == {"count": "2", "names": "alice, bob"}
+    alice.expect("bob joined")  # whoever has seen that notice finds bob in /who
+    start = len(a.log.lines)
+    a.console("/who")
+    a.log.wait_for(r"in the room \(2\):", start=start)
+    a.log.wait_for(r"  alice\s+127\.0\.0\.1:\d+\s+on a\s+since \d\d:\d\d:\d\d, idle \d+s", start=start)
+    a.log.wait_for(r"  bob\s+127\.0\.0\.1:\d+\s+on b\s+since \d\d:\d\d:\d\d$", start=start)
+    alice.close()
+
+
+def test_private_message_crosses_servers_and_goes_nowhere_else(node: Node, redis_server: RedisServer) -> None:
+    a, b, c = node("a"), node("b"), node("c")
+    alice, bob, carol = a.connect("alice"), b.connect("bob"), c.connect("carol")
+    alice.expect("carol joined")
+    alice.send("/private bob the eagle has landed")
+    got = bob.expect(messages.PRIVATE_FROM)
+    assert messages.PRIVATE_FROM.match(got) == {"name": "alice", "text": "the eagle has landed"}
+    alice.expect(messages.PRIVATE_TO)
+    bob.send("DM alice roger that")
+    alice.expect("roger that")
+    said(alice, "over and out")
+    carol.expect("over and out")  # carol got everything public said after the secrets...
+    assert not any("eagle" in line or "roger" in line for line in carol.lines)  # ...and no secret
+    a.log.wait_for(r"private message alice -> bob on b \(text not logged\)")
+    b.log.wait_for(r"private message alice -> bob \(text not logged\)")
+    for server in (a, b, c):
+        assert "eagle" not in server.log.text() and "roger" not in server.log.text()
+    history = redis_server.client.xrange("chatroom:0:history")
+    assert any(b"over and out" in fields[b"line"] for _id, fields in history)
+    stored = redis_server.everything()
+    assert "over and out" in stored and "eagle" not in stored and "roger" not in stored
+    alice.send("/private nobody hello?")
+    alice.expect(messages.NO_SUCH_USER)
+
+
+def test_a_name_taken_on_one_server_is_refused_on_another(node: Node) -> None:
+    a, b = node("a"), node("b")
+    alice = a.connect("Alice")
+    spoof = RawClient(b.host, b.port)
+    for name in ("alice", "ALICE", "аlice"):  # the last one has a Cyrillic a
+        assert "'" + name + "' is already taken" in answer_to_name(spoof, name)
+    alice.send("/leave")
+    alice.expect_closed()
+    wait_until(lambda: "Welcome" in answer_to_name(spoof, "alice"), what="the name to be free elsewhere")
+
+
+def test_history_is_shared_between_servers(node: Node) -> None:
+    a = node("a", "--history", "3")
+    b = node("b", "--history", "3")
+    alice = a.connect("alice")
+    for i in range(5):
+        said(alice, f"line {i}")
+    late = b.connect("late")
+    assert messages.HISTORY_START.match(late.expect(messages.HISTORY_START)) == {"count": "3"}
+    replay = [messages.MESSAGE.match(late.expect(messages.MESSAGE)) for _ in range(3)]
+    assert [m["text"] for m in replay if m] == ["line 2", "line 3", "line 4"]
+    late.expect(messages.HISTORY_END)
+
+
+def test_a_crashed_server_frees_its_names_after_the_ttl(node: Node) -> None:
+    a, c = node("a"), node("c")
+    alice, _dave = a.connect("alice"), c.connect("dave")
+    alice.expect("dave joined")
+    c.proc.kill()  # kill -9: no goodbye, no clean-up
+    c.proc.wait()
+    newcomer = RawClient(a.host, a.port)
+    assert "already taken" in answer_to_name(newcomer, "dave")
+    wait_until(lambda: "Welcome" in answer_to_name(newcomer, "dave"), what="dave's name to expire")
+    alice.send("/who")
+    assert messages.WHO.match(alice.expect(messages.WHO)) == {"count": "2", "names": "alice, dave"}
+
+
+def test_redis_outage_splits_the_room_and_it_heals(node: Node, redis_server: RedisServer) -> None:
+    a, b = node("a"), node("b")
+    alice, anna = a.connect("alice"), a.connect("anna")
+    bob = b.connect("bob")
+    anna.expect("bob joined")
+    said(alice, "before")
+    bob.expect("before")
+
+    redis_server.stop()
+    for client, here in ((alice, "2"), (anna, "2"), (bob, "1")):
+        assert messages.SEPARATED.match(client.expect(messages.SEPARATED)) == {"count": here}
+    said(alice, "only on a")  # each server keeps serving its own people
+    anna.expect("only on a")
+    said(bob, "only on b")
+    bob.send("/who")
+    assert messages.WHO.match(bob.expect(messages.WHO)) == {"count": "1", "names": "bob"}
+    ben = b.connect("ben")  # joining works too, in the room of one server
+    assert welcome(ben)["names"] == "bob, ben"
+    bob.send("/private alice are you there?")
+    bob.expect(messages.NO_SUCH_USER)
+
+    redis_server.start()  # empty: what was in it is gone, as after a crash
+    for client in (alice, anna, bob, ben):
+        client.expect(messages.REUNITED)
+    said(alice, "after")
+    bob.expect("after")
+    said(ben, "hello a")
+    anna.expect("hello a")
+    bob.send("/who")
+    assert messages.WHO.match(bob.expect(messages.WHO)) == {"count": "4", "names": "alice, anna, bob, ben"}
+    assert "only on a" not in texts(bob) + texts(ben)
+    assert "only on b" not in texts(alice) + texts(anna)
+    newcomer = RawClient(a.host, a.port)
+    assert "already taken" in answer_to_name(newcomer, "bob")  # claimed again in the new Redis
+    late = a.connect("late")  # history is what Redis kept: lines said apart are not replayed
+    late.expect(messages.HISTORY_END)
+    assert texts(late) == ["after", "hello a"]
+    for server in (a, b):
+        assert server.proc.poll() is None
+        assert len(re.findall(r"lost Redis at", server.log.text())) == 1
+        server.log.wait_for(r"Redis at .* is back after \d+\.\ds: one room again")
+        assert "Traceback" not in server.log.text()
+
+
+def test_a_name_taken_twice_while_apart_stays_with_one(node: Node, redis_server: RedisServer) -> None:
+    a, b = node("a"), node("b")
+    alice, bob = a.connect("alice"), b.connect("bob")
+    bob.expect("bob joined")
+    redis_server.stop()
+    alice.expect(messages.SEPARATED)
+    bob.expect(messages.SEPARATED)
+    zeds = [a.connect("zed"), b.connect("zed")]  # each server only knows its own names
+    redis_server.start()
+    alice.expect(messages.REUNITED)
+    bob.expect(messages.REUNITED)
+
+    def one_lost() -> bool:
+        return any(messages.NAME_LOST.matches(line) for zed in zeds for line in zed.drain(0.05))
+
+    wait_until(one_lost, what="one zed to lose the name")
+    loser = next(z for z in zeds if any(messages.NAME_LOST.matches(line) for line in z.lines))
+    winner = zeds[1 - zeds.index(loser)]
+    loser.expect_closed()
+    said(winner, "still zed")
+    alice.expect("still zed")
+    bob.expect("still zed")
+
+
+def test_bans_apply_on_every_server(node: Node) -> None:
+    a, b, c = node("a"), node("b"), node("c")
+    bob, troll = b.connect("bob"), b.connect("troll")
+    a.console("/ban troll")  # an operator bans someone on another server
+    a.log.wait_for(r"banned name troll")
+    assert "banned" in troll.expect(messages.KICKED)
+    troll.expect_closed()
+    assert messages.KICKED_NOTICE.match(bob.expect(messages.KICKED_NOTICE)) == {"name": "troll", "count": "1"}
+    b.log.wait_for(r"removed troll \(127\.0\.0\.1:\d+\) \(banned on a\)")
+    for server in (a, c):
+        again = RawClient(server.host, server.port)
+        again.send_name("Troll")
+        again.expect(messages.BANNED)
+        again.expect_closed()
+    c.console("/bans")
+    c.log.wait_for(r"bans \(1\): name troll")
+    c.console("/unban troll")
+    c.log.wait_for(r"unbanned name troll")
+
+    wait_until(
+        lambda: "Welcome" in answer_to_name(RawClient(a.host, a.port), "troll"), what="the unban to reach a"
+    )
+
+
+def test_a_clean_shutdown_tells_the_rest_of_the_room(node: Node) -> None:
+    a, b = node("a"), node("b")
+    alice, _bob = a.connect("alice"), b.connect("bob")
+    alice.expect("bob joined")
+    assert b.stop() == 0
+    assert messages.DISCONNECTED.match(alice.expect(messages.DISCONNECTED)) == {"name": "bob", "count": "1"}
+    newcomer = RawClient(a.host, a.port)
+    newcomer.send_name("bob")  # its names are given back at once, not after the TTL
+    newcomer.expect(messages.WELCOME)
+
+
+def test_without_redis_py_redis_is_a_clear_error_and_the_default_never_imports_it(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    fake = tmp_path / "redis"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'redis'\", name='redis')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "Server.py"), "--port", "0", "--redis", "redis://127.0.0.1:1/0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert "--redis needs redis-py: pip install 'chatroom[cluster]'" in result.stdout + result.stderr
+    alone = start_server("--approve", "all", env={"PYTHONPATH": env["PYTHONPATH"]})
+    said(alone.connect("alice"), "no redis here")
+
+
+def test_unreachable_redis_at_start_is_a_clear_error() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "Server.py"),
+            "--port",
+            "0",
+            "--redis",
+            f"redis://127.0.0.1:{free_port()}/0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 2,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert re.search(
+        r"cannot start: cannot reach Redis at redis://127\.0\.0\.1:\d+/0", strip_sgr(result.stdout)
+    )
