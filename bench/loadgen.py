@@ -479,6 +479,7 @@ class Worker:
             "delivered": tally.delivered,
             "duplicates": tally.duplicates,
             "own": tally.own,
+            "garbled": tally.garbled,
             "mangled": self.mangled,
             "hist": {i: int(n) for i, n in enumerate(tally.hist.tolist()) if n},
             "max_us": tally.max_us,

@@ -296,6 +296,7 @@ def _summarise(
         "duplicates": sum(d["duplicates"] for d in drains),
         "own_echoes": sum(d["own"] for d in drains),
         "mangled": sum(d["mangled"] for d in drains),
+        "garbled": sum(d["garbled"] for d in drains),
         "deliveries_per_s": round(delivered / window, 1),
         "delivery_window_s": round(window, 3),
         "final_second_rate": round(final, 1),

@@ -63,6 +63,8 @@ def notes(row: Row) -> str:
         out.append(f"**degraded**: {_last_line(row['reason'])}")
     if row.get("mangled"):
         out.append(f"{row['mangled']} lines split by another's text")
+    if row.get("garbled"):
+        out.append(f"{row['garbled']} of them beyond repair")
     if row.get("duplicates"):
         out.append(f"{row['duplicates']} duplicates")
     for reason, count in row.get("disconnects", {}).items():

@@ -2,13 +2,17 @@
 
 Every line a sender writes starts with a fixed-width token::
 
-    B|SSSSSS|QQQQQQQQQ|TTTTTTTTTTTTTTTTTTT|xxxx...
+    B|SSSSSS|QQQQQQQQQ|TTTTTTTTTTTTTTTTTTT|CCCC|xxxx...
 
-the sender's id, a sequence number and the send time from ``time.monotonic_ns()``
+the sender's id, a sequence number, the send time from ``time.monotonic_ns()``
 (CLOCK_MONOTONIC is one clock for every process on Linux, so a reader in another
-worker process can subtract). Each server wraps the line its own way
-(``[12:00:00] <c1> …`` with colour codes, ``<user5> …``, ``<c1> …``) but none
-touches the token, so readers look for the token only, wherever it sits.
+worker process can subtract) and check digits over the three. A server that
+splices lines together (ncat relays reads, not lines) can assemble something
+token-shaped from two lines; the check digits reject it, so it can neither count
+as a delivery nor, with a forged sequence number, hide later lines as duplicates.
+Each server wraps the line its own way (``[12:00:00] <c1> …`` with colour codes,
+``<user5> …``, ``<c1> …``) but none touches the token, so readers look for the
+token only, wherever it sits.
 
 Counting is exact. A reader keeps, per sender, the highest sequence number seen:
 a token at or below it is a duplicate, anything above it a new delivery. Loss is
@@ -31,17 +35,22 @@ from protocol import messages
 
 # --- the token --------------------------------------------------------------------
 
-SENDER_DIGITS, SEQ_DIGITS, TIME_DIGITS = 6, 9, 19
-_SENDER_AT, _SEQ_AT, _TIME_AT = 2, 9, 19
-_BARS = (1, 8, 18, 38)
-TOKEN_LEN = 39
-TOKEN = re.compile(rb"B\|(\d{6})\|(\d{9})\|(\d{19})\|")
+SENDER_DIGITS, SEQ_DIGITS, TIME_DIGITS, CHECK_DIGITS = 6, 9, 19, 4
+_SENDER_AT, _SEQ_AT, _TIME_AT, _CHECK_AT = 2, 9, 19, 39
+_BARS = (1, 8, 18, 38, 43)
+TOKEN_LEN = 44
+TOKEN = re.compile(rb"B\|(\d{6})\|(\d{9})\|(\d{19})\|(\d{4})\|")
 MARK = b"B|"
+_CHECK_MOD = 9973  # a prime below 10**4: a spliced token passes by chance 1 time in 9973
+
+
+def check(sender: int, seq: int, t_ns: int) -> int:
+    return (sender * 7919 + seq * 104_729 + t_ns) % _CHECK_MOD
 
 
 def make_line(sender: int, seq: int, t_ns: int, size: int) -> bytes:
     """One benchmark line of ``size`` bytes of text (token, then padding), newline included."""
-    head = b"B|%06d|%09d|%019d|" % (sender, seq, t_ns)
+    head = b"B|%06d|%09d|%019d|%04d|" % (sender, seq, t_ns, check(sender, seq, t_ns))
     return head + b"x" * (size - len(head)) + b"\n"
 
 
@@ -93,12 +102,13 @@ SMALL_CHUNK = 16
 #: Width of one slot of the delivery timeline.
 SLOT_NS = 100_000_000
 _B, _BAR = ord("B"), ord("|")
-_POWERS = {width: 10 ** np.arange(width - 1, -1, -1, dtype=np.int64) for width in (6, 9, 19)}
+_POWERS = {width: 10 ** np.arange(width - 1, -1, -1, dtype=np.int64) for width in (4, 6, 9, 19)}
 _DIGIT_OFFSETS = np.concatenate(
     [
         np.arange(_SENDER_AT, _SENDER_AT + SENDER_DIGITS),
         np.arange(_SEQ_AT, _SEQ_AT + SEQ_DIGITS),
         np.arange(_TIME_AT, _TIME_AT + TIME_DIGITS),
+        np.arange(_CHECK_AT, _CHECK_AT + CHECK_DIGITS),
     ]
 )
 
@@ -121,6 +131,7 @@ class Tally:
         self.delivered = 0
         self.duplicates = 0
         self.own = 0  # a sender's own lines echoed back (ours does that); not counted
+        self.garbled = 0  # token-shaped text whose check digits are wrong: a spliced line
         self.hist = np.zeros(HIST_BUCKETS, np.int64)
         self.max_us = 0
         self.first_ns = 0
@@ -160,12 +171,14 @@ class Tally:
     def _feed_small(self, reader: Reader, lines: bytes, now_ns: int, timed: bool) -> int:
         new = 0
         last = reader.last
-        for sender_raw, seq_raw, sent_raw in TOKEN.findall(lines):
-            sender = int(sender_raw)
+        for sender_raw, seq_raw, sent_raw, check_raw in TOKEN.findall(lines):
+            sender, seq, sent = int(sender_raw), int(seq_raw), int(sent_raw)
+            if check(sender, seq, sent) != int(check_raw):
+                self.garbled += 1
+                continue
             if sender == reader.cid:
                 self.own += 1
                 continue
-            seq = int(seq_raw)
             if seq <= last.get(sender, -1):
                 self.duplicates += 1
                 continue
@@ -173,7 +186,7 @@ class Tally:
             new += 1
             if not timed:
                 continue
-            us = max(0, (now_ns - int(sent_raw)) // 1000)
+            us = max(0, (now_ns - sent) // 1000)
             self.hist[bucket(us)] += 1
             self.max_us = max(self.max_us, us)
         return new
@@ -196,7 +209,13 @@ class Tally:
             return 0
         senders = digits[:, :SENDER_DIGITS] @ _POWERS[SENDER_DIGITS]
         seqs = digits[:, SENDER_DIGITS : SENDER_DIGITS + SEQ_DIGITS] @ _POWERS[SEQ_DIGITS]
-        sent = digits[:, SENDER_DIGITS + SEQ_DIGITS :] @ _POWERS[TIME_DIGITS]
+        at = SENDER_DIGITS + SEQ_DIGITS
+        sent = digits[:, at : at + TIME_DIGITS] @ _POWERS[TIME_DIGITS]
+        checks = digits[:, at + TIME_DIGITS :] @ _POWERS[CHECK_DIGITS]
+        sound = (senders * 7919 + seqs * 104_729 + sent) % _CHECK_MOD == checks
+        if not sound.all():
+            self.garbled += int((~sound).sum())
+            senders, seqs, sent = senders[sound], seqs[sound], sent[sound]
         mine = senders == reader.cid
         if mine.any():
             self.own += int(mine.sum())

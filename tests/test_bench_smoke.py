@@ -152,6 +152,10 @@ def _stream(reader: int) -> tuple[bytes, int]:
     out.append(lines.message("12:00:00", "c0", wire.make_line(0, 3, 1, 64).decode().rstrip()) + "\r\n")
     ncat = "<user5> " + wire.make_line(0, 60, 1, 64).decode()
     out.append(ncat[:20] + "<user6> " + ncat[20:])  # a prefix inside a line, as ncat does under load
+    # Two lines spliced into one token-shaped string with a forged, higher sequence number:
+    # rejected by the check digits, so it hides nothing as a duplicate.
+    forged = wire.make_line(0, 99, 1, 64).decode()[:14] + wire.make_line(1, 5, 7, 64).decode()[14:]
+    out.append("<user5> " + forged)
     return "".join(out).encode(), fresh + 1
 
 
@@ -164,7 +168,7 @@ def test_tally_counts_exactly(small: bool, monkeypatch: pytest.MonkeyPatch) -> N
     half = cleaned.index(b"\n", len(cleaned) // 2) + 1
     tally.feed(reader, cleaned[:half], 2_000_000)
     tally.feed(reader, cleaned[half:], 2_000_000)
-    assert (tally.delivered, tally.duplicates, tally.own, mangled) == (fresh, 1, 60, 1)
+    assert (tally.delivered, tally.duplicates, tally.own, mangled, tally.garbled) == (fresh, 1, 60, 1, 1)
     assert reader.last == {0: 60, 1: 59}
     assert int(tally.hist.sum()) == fresh
     assert tally.max_us == (2_000_000 - 1) // 1000
