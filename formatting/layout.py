@@ -68,7 +68,7 @@ def highlight(line: str, name: str, start: int = 0) -> str:
                 active.append(segment)
             out.append(segment)
             continue
-        marked = MENTION.sgr() + r"\g<0>" + RESET + "".join(active)  # escapes only: no backslashes
+        marked = MENTION.sgr + r"\g<0>" + RESET + "".join(active)  # escapes only: no backslashes
         out.append(pattern.sub(marked, segment))
     return "".join(out)
 

@@ -8,6 +8,8 @@ Every result ends with the SGR reset, so no style reaches the next line.
 
 from __future__ import annotations
 
+import functools
+
 from formatting.colors import nick_color
 from formatting.markup import RESET, Span, Style, parse, to_ansi
 from protocol import messages
@@ -19,16 +21,29 @@ PRIVATE = Style(bold=True, color="magenta")
 SPACE = Span(" ", Style())
 
 
+@functools.lru_cache(maxsize=4)
+def _head(stamp: str) -> list[Span]:
+    return [Span(f"[{stamp}]", STAMP), SPACE]
+
+
 def _line(stamp: str | None, spans: list[Span]) -> str:
-    head = [Span(f"[{stamp}]", STAMP), SPACE] if stamp is not None else []
-    text = to_ansi(head + spans)
+    text = to_ansi(_head(stamp) + spans if stamp is not None else spans)
     return text if text.endswith(RESET) else text + RESET
+
+
+@functools.lru_cache(maxsize=4096)
+def _speaker(name: str) -> Span:
+    return Span(messages.SPEAKER(name=name), Style(bold=True, color=nick_color(name)))
+
+
+@functools.lru_cache(maxsize=64)
+def _body_style(color: str | None) -> Style:
+    return Style(color=color)
 
 
 def message(stamp: str, name: str, body: str, color: str | None = None) -> str:
     """``[12:00:00] <alice> hello``."""
-    label = Span(messages.SPEAKER(name=name), Style(bold=True, color=nick_color(name)))
-    return _line(stamp, [label, SPACE, *parse(body, Style(color=color))])
+    return _line(stamp, [_speaker(name), SPACE, *parse(body, _body_style(color))])
 
 
 def action(stamp: str, name: str, body: str) -> str:

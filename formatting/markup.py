@@ -17,7 +17,8 @@ Styles are independent attributes, so pairs may overlap
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 
 from formatting.colors import COLORS
 
@@ -37,21 +38,28 @@ class Style:
     underline: bool = False
     reverse: bool = False
     color: str | None = None
+    #: The escape that sets exactly this style from any previous one; it also
+    #: identifies the style, so rendering compares strings, not dataclasses.
+    sgr: str = field(init=False, repr=False, compare=False)
 
-    def toggled(self, attribute: str) -> Style:
-        flags: dict[str, bool] = {attribute: not getattr(self, attribute)}
-        return replace(self, **flags)  # type: ignore[arg-type]
-
-    def sgr(self) -> str:
-        """The escape that sets exactly this style from any previous one."""
-        codes = ["0"]
-        codes += [str(code) for attr, code in _SGR_CODES.items() if getattr(self, attr)]
+    def __post_init__(self) -> None:
+        codes = ["0", *(str(code) for attr, code in _SGR_CODES.items() if getattr(self, attr))]
         if self.color is not None:
             codes.append(str(COLORS[self.color]))
-        return "\x1b[" + ";".join(codes) + "m"
+        object.__setattr__(self, "sgr", "\x1b[" + ";".join(codes) + "m")
+
+    def toggled(self, attribute: str) -> Style:
+        key = (self.sgr, attribute)
+        style = _TOGGLED.get(key)
+        if style is None:
+            flags: dict[str, bool] = {attribute: not getattr(self, attribute)}
+            style = _TOGGLED[key] = replace(self, **flags)  # type: ignore[arg-type]
+        return style
 
 
 PLAIN = Style()
+assert PLAIN.sgr == RESET
+_TOGGLED: dict[tuple[str, str], Style] = {}  # a few dozen styles exist; rendering is the hot path
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,27 +80,32 @@ class _Marker:
         return MARKERS[self.text]
 
 
+_MARKER = re.compile(r"\\(\*\*|__|~~)|(\*\*|__|~~)")
+
+
 def _tokenize(text: str) -> list[str | _Marker]:
+    """Literal runs and markers; an escaped marker is a literal run."""
     tokens: list[str | _Marker] = []
-    i, n = 0, len(text)
-    while i < n:
-        pair = text[i : i + 2]
-        if text[i] == ESCAPE and text[i + 1 : i + 3] in MARKERS:
-            tokens.append(text[i + 1 : i + 3])
-            i += 3
-        elif pair in MARKERS:
-            before = text[i - 1] if i > 0 else " "
-            after = text[i + 2] if i + 2 < n else " "
-            can_open = not after.isspace()
-            can_close = not before.isspace()
-            if pair == "__":
-                can_open = can_open and not before.isalnum()
-                can_close = can_close and not after.isalnum()
-            tokens.append(_Marker(pair, can_open, can_close))
-            i += 2
-        else:
-            tokens.append(text[i])
-            i += 1
+    last = 0
+    for found in _MARKER.finditer(text):
+        start, end = found.span()
+        if start > last:
+            tokens.append(text[last:start])
+        last = end
+        escaped, marker = found.groups()
+        if escaped is not None:
+            tokens.append(escaped)
+            continue
+        before = text[start - 1] if start > 0 else " "
+        after = text[end] if end < len(text) else " "
+        can_open = not after.isspace()
+        can_close = not before.isspace()
+        if marker == "__":
+            can_open = can_open and not before.isalnum()
+            can_close = can_close and not after.isalnum()
+        tokens.append(_Marker(marker, can_open, can_close))
+    if last < len(text):
+        tokens.append(text[last:])
     return tokens
 
 
@@ -116,6 +129,8 @@ def _pair(tokens: list[str | _Marker]) -> None:
 
 def parse(text: str, base: Style = PLAIN) -> list[Span]:
     """Split marked-up text into runs of one style each."""
+    if not _MARKER.search(text):
+        return [Span(text, base)] if text else []  # most lines: no markup at all
     tokens = _tokenize(text)
     _pair(tokens)
     spans: list[Span] = []
@@ -139,13 +154,13 @@ def parse(text: str, base: Style = PLAIN) -> list[Span]:
 def to_ansi(spans: list[Span]) -> str:
     """SGR-encode spans. The result always ends plain, so nothing bleeds on."""
     out: list[str] = []
-    current = PLAIN
+    current = RESET
     for span in spans:
-        if span.style != current:
-            out.append(RESET if span.style == PLAIN else span.style.sgr())
-            current = span.style
+        if span.style.sgr != current:
+            current = span.style.sgr
+            out.append(current)
         out.append(span.text)
-    if current != PLAIN:
+    if current != RESET:
         out.append(RESET)
     return "".join(out)
 

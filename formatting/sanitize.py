@@ -29,6 +29,8 @@ def _is_pictograph(char: str) -> bool:
 
 def clean(text: str) -> str:
     """Printable text only; tabs become spaces. Never raises."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case, checked in C: nothing here can be harmful
     out: list[str] = []
     marks = 0
     for i, char in enumerate(text):

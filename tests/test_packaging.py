@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -16,8 +17,11 @@ def test_pip_install_gives_both_commands(tmp_path: Path) -> None:
     # System site-packages supply the dependencies, so this needs no download but the build backend.
     venv.create(env_dir, system_site_packages=True, with_pip=True)
     bin_dir = env_dir / "bin"
+    # Build from a copy: setuptools writes build/ and *.egg-info/ beside the sources.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "*cache*", "build", "bench"))
     install = subprocess.run(
-        [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
+        [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", str(source)],
         capture_output=True,
         text=True,
     )
