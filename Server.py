@@ -74,18 +74,24 @@ def make_bus(settings: Settings) -> Bus:
     return ClusterBus(settings)
 
 
+def wait_for_signal(stop: threading.Event) -> None:
+    signum = signal.sigwait(STOP_SIGNALS)
+    log.info("%s received", signal.Signals(signum).name)
+    stop.set()
+
+
 def serve(settings: Settings) -> int:
     configure_logging()
     files = raise_file_limit()
     threading.stack_size(settings.thread_stack_kib * 1024)
     stop = threading.Event()
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda *_: stop.set())
-    # Threads inherit the signal mask: with these blocked while they start (ours
-    # below, and a cluster bus's in bus.start), the kernel can only deliver them
-    # to the main thread, which is waiting on ``stop`` below and so wakes up at
-    # once to run the handler.
+    # No signal handlers: a handler runs between two bytecodes of the main
+    # thread, and if that thread is inside ``stop.wait()`` holding the Event's
+    # own lock, ``stop.set()`` in the handler deadlocks. Instead the stop
+    # signals stay blocked in every thread (threads inherit the mask, so block
+    # before any starts) and one thread takes them with sigwait().
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    threading.Thread(target=wait_for_signal, args=(stop,), name="signals", daemon=True).start()
     try:
         tls = None
         if settings.tls_cert and settings.tls_key:
@@ -105,7 +111,6 @@ def serve(settings: Settings) -> int:
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
     if not interactive:
         threading.Thread(target=operator.run_lines, args=(sys.stdin,), name="console", daemon=True).start()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     log.info(
         "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
         server.address,
