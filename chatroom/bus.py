@@ -54,7 +54,7 @@ class Bus(Protocol):
     def close(self, farewells: list[str]) -> None: ...
 
     # Called with Room.lock held (private: may be); never waits for the network.
-    def publish(self, line: str) -> bool: ...
+    def publish(self, lines: list[str]) -> bool: ...
     def recent(self) -> list[str]: ...
     def enter(self, member: Member) -> None: ...
     def leave(self, member: Member) -> None: ...
@@ -87,8 +87,8 @@ class LocalBus:
         """No one elsewhere needs the farewells; history is already committed."""
         self.store.close()
 
-    def publish(self, line: str) -> bool:
-        self._history.append(line)  # committed before anyone sees it (see chatroom.storage)
+    def publish(self, lines: list[str]) -> bool:
+        self._history.extend(lines)  # committed before anyone sees them (see chatroom.storage)
         return True
 
     def recent(self) -> list[str]:

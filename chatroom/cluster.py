@@ -301,8 +301,7 @@ class ClusterBus:
         self._closing.set()
         self._listener.join(CLOSE_GRACE)  # nothing more is delivered here
         with room.lock:
-            for line in farewells:
-                self.publish(line)
+            self.publish(farewells)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -327,12 +326,13 @@ class ClusterBus:
 
     # --- the room's calls, under Room.lock: queue, never wait ---------------------------------
 
-    def publish(self, line: str) -> bool:
+    def publish(self, lines: list[str]) -> bool:
         if not self._up:
-            self._recent.append(line)
-            return True  # apart: the room delivers it here
-        self._seq += 1
-        self._queue(("line", self._seq, line))
+            self._recent.extend(lines)
+            return True  # apart: the room delivers them here
+        for line in lines:
+            self._seq += 1
+            self._queue(("line", self._seq, line))
         return False
 
     def recent(self) -> list[str]:

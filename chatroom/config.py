@@ -28,6 +28,7 @@ class Settings:
     approve: str = "ask"
     allow_file: str | None = None
     history: int = 50
+    announce_limit: int = 100
     db: str = ""
     log_chat: bool = True
     max_line: int = DEFAULT_MAX_LINE
@@ -150,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help=f"SQLite file for history and bans (default: {default_db_path()})",
+    )
+    room.add_argument(
+        "--announce-limit",
+        type=_count,
+        default=d.announce_limit,
+        metavar="N",
+        help="announce joins and leaves to the room while it has at most N people "
+        "(the log records them all); 0 = always",
     )
     room.add_argument(
         "--no-log-chat",

@@ -37,6 +37,7 @@ from chatroom.delivery import Fanout, Peer
 from formatting import lines
 from formatting.sanitize import strip_sgr
 from protocol import messages
+from protocol.commands import Action, Say
 from protocol.framing import encode_line
 from protocol.messages import Wording
 from protocol.names import BadName, check_name, name_key
@@ -83,8 +84,16 @@ class Member:
         self.peer.send(b"".join(encode_line(line) for line in rendered))
 
 
+_stamped: tuple[int, str] = (0, "")
+
+
 def stamp() -> str:
-    return time.strftime("%H:%M:%S")
+    """The time for a line's ``[HH:MM:SS]``; formatted once a second, not once a line."""
+    global _stamped
+    second = int(time.time())
+    if _stamped[0] != second:
+        _stamped = (second, time.strftime("%H:%M:%S", time.localtime(second)))
+    return _stamped[1]
 
 
 class Room:
@@ -206,10 +215,20 @@ class Room:
             self.fanout.attach(member.peer)
             self.bus.enter(member)
             count = len(self._members) + len(elsewhere)
-            self._public_locked(lines.notice(stamp(), messages.JOINED(name=member.name, count=count)))
+            if self._announced(count):
+                self._public_locked([lines.notice(stamp(), messages.JOINED(name=member.name, count=count))])
             log.info("join %s (%s)", member.who, self._counts())
         self.on_queue_change()
         return True
+
+    def _announced(self, count: int) -> bool:
+        """Joins and leaves are news in a room of friends and noise in a crowd.
+
+        Announcing one to N people costs N sends, so announcing every join
+        to a crowd costs N squared; past the limit only the log records them.
+        """
+        limit = self.settings.announce_limit
+        return not limit or count <= limit
 
     def _welcome(self, member: Member, elsewhere: list[Present]) -> None:
         names = self._roster(elsewhere)
@@ -260,7 +279,8 @@ class Room:
                 self.fanout.detach(member.peer)
                 self.bus.leave(member)
                 count = len(self._members) + elsewhere
-                self._public_locked(lines.notice(stamp(), notice(name=member.name, count=count)))
+                if self._announced(count + 1):  # the room as it was with them, like their join
+                    self._public_locked([lines.notice(stamp(), notice(name=member.name, count=count))])
                 log.info("leave %s: %s (%s)", member.who, why, self._counts())
         if was is State.WAITING:
             self.on_queue_change()
@@ -358,31 +378,34 @@ class Room:
 
     # --- talking --------------------------------------------------------------
 
-    def say(self, member: Member, text: str, color: str | None = None) -> None:
-        self._public(member, lines.message(stamp(), member.name, text, color))
+    @staticmethod
+    def render(member: Member, said: Say | Action) -> str:
+        """A member's public line as everyone will see it (rendered once, here)."""
+        if isinstance(said, Action):
+            return lines.action(stamp(), member.name, said.text)
+        return lines.message(stamp(), member.name, said.text, said.color)
 
-    def act(self, member: Member, text: str) -> None:
-        self._public(member, lines.action(stamp(), member.name, text))
-
-    def announce(self, text: str) -> None:
-        line = lines.notice(stamp(), messages.ANNOUNCEMENT(text=text))
-        with self.lock:
-            self._public_locked(line)
-        log.info("%s", _unstamped(line))
-
-    def _public(self, member: Member, line: str) -> None:
+    def speak(self, member: Member, rendered: list[str]) -> None:
+        """Lines from ``member`` for the whole room, in one go (a paste arrives together)."""
         with self.lock:
             if member.state is not State.IN_ROOM:
                 return
             member.last_active = time.monotonic()
-            self._public_locked(line)
+            self._public_locked(rendered)
         if self.settings.log_chat:
-            log.info("%s", _unstamped(line))
+            for line in rendered:
+                log.info("%s", _unstamped(line))
 
-    def _public_locked(self, line: str) -> None:
-        """A line for the whole room; callers hold the lock, which fixes the order here."""
-        if self.bus.publish(line):
-            self.deliver_locked([line])
+    def announce(self, text: str) -> None:
+        line = lines.notice(stamp(), messages.ANNOUNCEMENT(text=text))
+        with self.lock:
+            self._public_locked([line])
+        log.info("%s", _unstamped(line))
+
+    def _public_locked(self, rendered: list[str]) -> None:
+        """Lines for the whole room; callers hold the lock, which fixes the order here."""
+        if self.bus.publish(rendered):
+            self.deliver_locked(rendered)
 
     def deliver_locked(self, rendered: list[str]) -> None:
         """Post public lines to everyone in the room on this server; callers hold the lock."""

@@ -54,9 +54,18 @@ class Store:
         rows = self._db.execute("SELECT line FROM messages ORDER BY id DESC LIMIT ?", (count,))
         return [line for (line,) in reversed(rows.fetchall())]
 
-    def add_line(self, line: str) -> int:
-        cursor = self._db.execute("INSERT INTO messages (at, line) VALUES (?, ?)", (time.time(), line))
-        return cursor.lastrowid or 0
+    def add_lines(self, lines: list[str]) -> int:
+        """Commit the lines in one transaction; returns the last row's id."""
+        now = time.time()
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT INTO messages (at, line) VALUES (?, ?)", [(now, x) for x in lines])
+            last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return int(last)
 
     def forget_lines_up_to(self, row: int) -> None:
         self._db.execute("DELETE FROM messages WHERE id <= ?", (row,))
@@ -83,14 +92,14 @@ class History:
         self._recent: deque[str] = deque(store.last_lines(keep), maxlen=keep)
         self._inserts = 0
 
-    def append(self, line: str) -> None:
-        """Store a rendered public line; returns once it is durable."""
+    def extend(self, lines: list[str]) -> None:
+        """Store rendered public lines; returns once they are durable."""
         if not self.keep:
             return
-        self._recent.append(line)
-        row = self._store.add_line(line)
-        self._inserts += 1
-        if self._inserts % _TRIM_EVERY == 0:
+        self._recent.extend(lines)
+        row = self._store.add_lines(lines)
+        before, self._inserts = self._inserts, self._inserts + len(lines)
+        if before // _TRIM_EVERY != self._inserts // _TRIM_EVERY:
             self._store.forget_lines_up_to(row - self.keep)
 
     def recent(self) -> list[str]:

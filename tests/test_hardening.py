@@ -434,12 +434,13 @@ def test_keepalive_is_armed_on_client_connections(open_server: ServerProcess) ->
     if shutil.which("ss") is None:
         pytest.skip("ss (iproute2) is not installed")
     _alice = open_server.connect("alice")
-    shown = subprocess.run(
-        ["ss", "-tnoH", "state", "established", f"sport = :{open_server.port}"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert "timer:(keepalive," in shown
+
+    def timers() -> str:
+        command = ["ss", "-tnoH", "state", "established", f"sport = :{open_server.port}"]
+        return subprocess.run(command, capture_output=True, text=True).stdout
+
+    # ss shows the retransmission timer while data is in flight, the keepalive one after.
+    wait_until(lambda: "timer:(keepalive," in timers(), what="the keepalive timer")
 
 
 # --- 7. persistent history ------------------------------------------------------------------

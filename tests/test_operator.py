@@ -151,7 +151,7 @@ def test_interactive_console_approves_and_shows_the_queue(terminals: list[Termin
     first.expect(messages.WELCOME)
     console.wait_screen(r"2 in the room, nobody waiting")
     console.wait_screen(r"join first")  # the log scrolls above the prompt
-    assert console.cursor_line().startswith("operator>")
+    console.wait_prompt("operator>")
 
 
 def test_interactive_console_keeps_typed_text_while_logs_arrive(terminals: list[Terminal]) -> None:
@@ -164,7 +164,8 @@ def test_interactive_console_keeps_typed_text_while_logs_arrive(terminals: list[
     for i, client in enumerate(clients):
         client.send_name(f"guest{i}")
     console.wait_screen(r"join guest2")
-    assert console.cursor_line().endswith("operator> /say half-typed")
+    # (prompt_toolkit erases and redraws the input line around each log line: wait for the redraw)
+    wait_until(lambda: console.cursor_line().endswith("operator> /say half-typed"), what="the typed text")
     console.type(" announcement\r")
     assert messages.ANNOUNCEMENT.match(clients[0].expect(messages.ANNOUNCEMENT)) == {
         "text": "half-typed announcement"
@@ -206,7 +207,8 @@ def test_a_whole_session_on_terminals(terminals: list[Terminal]) -> None:
         user.type("see you at noon")
         friend.send("hey dana, are you there?")
         user.wait_screen(r"<frankie> hey dana, are you there\?")
-        assert user.cursor_line().endswith("dana> /private frankie see you at noon")
+        typed = "dana> /private frankie see you at noon"
+        wait_until(lambda: user.cursor_line().endswith(typed), what="the typed line, redrawn")
         wait_until(lambda: b"\x07" in user.raw, what="the bell for a mention")
         user.type("\r")
         assert messages.PRIVATE_FROM.match(friend.expect(messages.PRIVATE_FROM)) == {

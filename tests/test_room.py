@@ -305,3 +305,17 @@ def test_nc_is_a_usable_client(open_server: ServerProcess) -> None:
     out = nc.stdout.read().decode()
     nc.wait(WAIT)
     assert messages.NAME_PROMPT in out and "<alice> hi nc" in strip_sgr(out) and "Goodbye, ncuser" in out
+
+
+def test_joins_and_leaves_are_not_announced_to_a_crowd(start_server: StartServer) -> None:
+    server = start_server("--approve", "all", "--announce-limit", "2")
+    first = server.connect("first")
+    second = server.connect("second")
+    first.expect(r"second joined \(2 in the room\)")
+    third = server.connect("third")  # the room is now over the limit
+    server.log.wait_for(r"join third")
+    third.close()
+    server.log.wait_for(r"leave third")
+    second.send("/leave")
+    first.expect(r"second left \(1 in the room\)")  # back under the limit: announced again
+    assert not any("third" in line for line in first.lines)
