@@ -44,6 +44,11 @@ class ConsoleHandler(logging.Handler):
 
 
 def configure_logging() -> None:
+    # Records need no thread or process names; asking for the thread's would
+    # create a threading object for each client thread (see chatroom.listener).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = ConsoleHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)

@@ -159,8 +159,9 @@ return 0
 """
 
 _ELSEWHERE = """
--- KEYS[1] set of servers. ARGV[1] members hash prefix, ARGV[2] this server.
--- Returns server, member, server, member... for everyone on the other servers.
+-- KEYS[1] set of servers. ARGV[1] members hash prefix, ARGV[2] this server, ARGV[3] name key prefix.
+-- Returns server, member, server, member... for everyone on the other servers whose
+-- name that server still holds (a crashed server's list can outlive its names briefly).
 local out = {}
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if node ~= ARGV[2] then
@@ -168,9 +169,12 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if #flat == 0 then
       redis.call('SREM', KEYS[1], node)
     end
-    for i = 2, #flat, 2 do
-      out[#out + 1] = node
-      out[#out + 1] = flat[i]
+    for i = 1, #flat, 2 do
+      local held = redis.call('GET', ARGV[3] .. flat[i])
+      if held and string.sub(held, 1, #node + 1) == node .. '/' then
+        out[#out + 1] = node
+        out[#out + 1] = flat[i + 1]
+      end
     end
   end
 end
@@ -410,7 +414,8 @@ class ClusterBus:
             return []
 
     def _ask_elsewhere(self) -> list[Present]:
-        flat = self._script("elsewhere", [self._key("nodes")], self._key("members", ""), self._node())
+        keys = [self._key("nodes")]
+        flat = self._script("elsewhere", keys, self._key("members", ""), self._node(), self._key("name", ""))
         return [_present(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def find(self, key: str) -> Present | None:

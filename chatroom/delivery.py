@@ -45,6 +45,13 @@ log = logging.getLogger("chat")
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
+#: Under load a shard waits this long after a big batch before taking the next,
+#: so each reader gets fewer, larger sends (see the module docstring).
+COALESCE = 0.005
+#: A batch of at least this many events means load; at a chatty 200 lines/s
+#: batches hold one line each, so nothing is delayed.
+BUSY = 32
+
 #: How long a peer that is leaving gets to take its last lines before close.
 LINGER_SECONDS = 2.0
 
@@ -162,6 +169,7 @@ class Shard(threading.Thread):
     # --- the shard's own thread ---------------------------------------------
 
     def run(self) -> None:
+        busy_since = 0.0  # when the last big batch was taken
         try:
             while not (self._stopping and not self._lingering):
                 for key, _mask in self._selector.select(self._timeout()):
@@ -169,7 +177,11 @@ class Shard(threading.Thread):
                         self._drain_wakeups()
                     else:
                         self._flush(key.data)
-                self._apply(self._take())
+                if busy_since:
+                    time.sleep(max(0.0, busy_since + COALESCE - time.monotonic()))
+                events = self._take()
+                busy_since = time.monotonic() if len(events) >= BUSY else 0.0
+                self._apply(events)
                 self._expire(time.monotonic())
         finally:
             with self._lock:

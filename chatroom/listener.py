@@ -1,17 +1,27 @@
 """The listening socket: stdlib ``socketserver`` with a thread per client.
 
 ``ThreadingTCPServer`` already is the accept loop the design card asks for;
-we override three hooks. Sockets are not closed when a handler returns
-(``shutdown_request``): the fan-out owns closing, because it may still be
-flushing a goodbye. Handler errors go to the log, not to stderr.
+we override four hooks:
+
+* ``process_request`` starts the client's thread with ``_thread``, not
+  ``threading.Thread``: a Thread object brings an Event, a Condition, a deque
+  and registry entries, about 2.5 KiB per client, a tenth of what an idle
+  client costs in all (measured with tracemalloc at 1000 clients). Nothing
+  joins these threads: they end when their client goes, and the process
+  does not wait for them (they were daemon threads before).
+* ``shutdown_request`` leaves the socket open: the fan-out owns closing,
+  because it may still be flushing a goodbye.
+* ``handle_error`` logs instead of printing to stderr.
 """
 
 from __future__ import annotations
 
+import _thread
 import logging
 import socket
 import socketserver
 import ssl
+from typing import Any
 
 from chatroom.config import Settings
 from chatroom.room import Room
@@ -38,6 +48,9 @@ class ChatServer(socketserver.ThreadingTCPServer):
     def address(self) -> str:
         host, port = self.socket.getsockname()[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
+        _thread.start_new_thread(self.process_request_thread, (request, client_address))
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         """Leave the socket open: the session's fan-out shard closes it."""

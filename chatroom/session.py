@@ -15,7 +15,6 @@ import socket
 import socketserver
 import ssl
 import time
-from collections import deque
 from typing import TYPE_CHECKING, NoReturn
 
 from chatroom.config import Settings
@@ -33,10 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chat")
 
-#: recv() allocates this much up front and every idle client sits in recv(),
-#: so it is paid per client: 16 KiB cost ~12 KiB of RSS each, 2 KiB none to
-#: speak of (lines are at most a few KiB; a long paste just takes more calls).
-RECV_SIZE = 2048
+#: Bytes read at once; allocated only while data is waiting (see _recv_raw).
+RECV_SIZE = 65536
 
 #: Keepalive probes sent before a silent peer is declared dead.
 KEEPALIVE_PROBES = 4
@@ -118,7 +115,10 @@ class Session(socketserver.BaseRequestHandler):
         self.member = Member(self.peer, str(host), int(port))
         self.room = self.server.room
         self.reader = LineReader(settings.max_line)
-        self.events: deque[Event] = deque()
+        self.events: list[Event] = []  # from the last read, taken in order from index _next
+        self._next = 0
+        self._poller = select.poll()
+        self._poller.register(self.request, select.POLLIN)
         self.said: list[str] = []  # rendered, not yet handed to the room (see _speak)
         self.tls: TlsLayer | None = None
         self.counted = False
@@ -195,7 +195,7 @@ class Session(socketserver.BaseRequestHandler):
         bucket = TokenBucket(settings.flood_rate, settings.flood_burst, time.monotonic())
         throttled = False
         while True:
-            if not self.events:
+            if self._next == len(self.events):
                 self._speak()  # before waiting for more
             waiting = self.member.state is State.WAITING
             try:
@@ -258,7 +258,7 @@ class Session(socketserver.BaseRequestHandler):
     # --- reading ------------------------------------------------------------------
 
     def _next_event(self, deadline: float | None) -> Event:
-        while not self.events:
+        while self._next == len(self.events):
             data = self._recv_raw(deadline)
             if self.tls is not None:
                 data, goodbye = self.tls.decrypt(data)
@@ -266,16 +266,17 @@ class Session(socketserver.BaseRequestHandler):
                     self.peer.flush_transform()
                 if goodbye and not data:
                     raise Disconnected("closed by client")
-            self.events.extend(self.reader.feed(data))
-        return self.events.popleft()
+            self.events, self._next = self.reader.feed(data), 0
+        self._next += 1
+        return self.events[self._next - 1]
 
     def _recv_raw(self, deadline: float | None) -> bytes:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            poller = select.poll()
-            poller.register(self.request, select.POLLIN)
-            if remaining <= 0 or not poller.poll(remaining * 1000):
-                raise TimeoutError
+        # Wait in poll(), not in recv(): recv() allocates its buffer before it
+        # blocks, and every idle client is blocked here, so that buffer would
+        # be paid per client; this way it exists only while there is data.
+        timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        if not self._poller.poll(timeout):
+            raise TimeoutError
         data = self.request.recv(RECV_SIZE)
         if not data:
             if timed_out(self.request):
