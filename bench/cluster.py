@@ -234,7 +234,7 @@ async def run_load(
     end = start + args.duration
 
     async def steady(i: int) -> None:
-        interval = senders / rate  # type: ignore[operator]
+        interval = senders / rate
         due = start + i * interval / senders
         while due < end:
             await asyncio.sleep(max(0.0, due - time.monotonic()))

@@ -56,7 +56,7 @@ class Pane:
         )
         child = self.child
 
-        class Answering(pyte.HistoryScreen):  # type: ignore[misc]
+        class Answering(pyte.HistoryScreen):
             def write_process_input(self, data: str) -> None:
                 child.send(data)  # answer cursor-position queries as a terminal would
 

@@ -280,7 +280,7 @@ class Terminal:
         )
         child = self.child
 
-        class AnsweringScreen(pyte.Screen):  # type: ignore[misc]
+        class AnsweringScreen(pyte.Screen):
             def write_process_input(self, data: str) -> None:
                 child.send(data)  # answers cursor-position queries like a real terminal
 

@@ -11,7 +11,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from prompt_toolkit.completion import CompleteEvent
@@ -269,7 +269,7 @@ def row_of(term: TerminalClient, pattern: str) -> int:
     return next(i for i, row in enumerate(rows) if regex.search(row))
 
 
-def cells_in_row(term: TerminalClient, anchor: str, word: str) -> list[object]:
+def cells_in_row(term: TerminalClient, anchor: str, word: str) -> list[Any]:
     """The cells showing ``word`` in the first row that shows ``anchor``."""
     with term._lock:
         for row in term.screen.display:

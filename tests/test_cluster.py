@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -80,7 +81,7 @@ class RedisServer:
         """Every key's contents, as text, to look for what must never be stored."""
         out = []
         for key in self.client.scan_iter():
-            kind = self.client.type(key).decode()
+            kind = cast(bytes, self.client.type(key)).decode()
             if kind == "string":
                 out.append(repr(self.client.get(key)))
             elif kind == "hash":
@@ -203,7 +204,7 @@ def test_private_message_crosses_servers_and_goes_nowhere_else(node: Node, redis
     b.log.wait_for(r"private message alice -> bob \(text not logged\)")
     for server in (a, b, c):
         assert "eagle" not in server.log.text() and "roger" not in server.log.text()
-    history = redis_server.client.xrange("chatroom:0:history")
+    history = cast(list[tuple[bytes, dict[bytes, bytes]]], redis_server.client.xrange("chatroom:0:history"))
     assert any(b"over and out" in fields[b"line"] for _id, fields in history)
     stored = redis_server.everything()
     assert "over and out" in stored and "eagle" not in stored and "roger" not in stored

@@ -1,10 +1,12 @@
+from collections.abc import Sequence
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.framing import Line, LineReader, Overlong, encode_line
 
 
-def lines_of(events: list[object]) -> list[str]:
+def lines_of(events: Sequence[object]) -> list[str]:
     return [e.text for e in events if isinstance(e, Line)]
 
 
