@@ -11,16 +11,21 @@ we override four hooks:
   does not wait for them (they were daemon threads before).
 * ``shutdown_request`` leaves the socket open: the fan-out owns closing,
   because it may still be flushing a goodbye.
+* ``get_request`` pauses when the process is out of file descriptors:
+  the listening socket stays readable, and socketserver would otherwise
+  retry ``accept`` in a tight loop at full CPU until a client leaves.
 * ``handle_error`` logs instead of printing to stderr.
 """
 
 from __future__ import annotations
 
 import _thread
+import errno
 import logging
 import socket
 import socketserver
 import ssl
+import time
 from typing import Any
 
 from chatroom.config import Settings
@@ -28,6 +33,10 @@ from chatroom.room import Room
 from chatroom.session import Session
 
 log = logging.getLogger("chat")
+
+#: How long the accept loop rests when no file descriptor is left for a new client.
+ACCEPT_BACKOFF = 0.1
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class ChatServer(socketserver.ThreadingTCPServer):
@@ -40,6 +49,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self.settings = settings
         self.room = room
         self.tls_context = tls_context
+        self._starved = False  # out of file descriptors at the last accept
         if ":" in settings.host:
             self.address_family = socket.AF_INET6
         super().__init__((settings.host, settings.port), Session)
@@ -48,6 +58,21 @@ class ChatServer(socketserver.ThreadingTCPServer):
     def address(self) -> str:
         host, port = self.socket.getsockname()[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            request = super().get_request()
+        except OSError as error:
+            if error.errno in _OUT_OF_DESCRIPTORS:
+                if not self._starved:
+                    log.warning("out of file descriptors (%s): new connections wait", error.strerror)
+                self._starved = True
+                time.sleep(ACCEPT_BACKOFF)
+            raise
+        if self._starved:
+            log.info("accepting connections again")
+            self._starved = False
+        return request
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
         _thread.start_new_thread(self.process_request_thread, (request, client_address))

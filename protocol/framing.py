@@ -10,16 +10,23 @@ Design rules, in the spirit of h11:
 * Decoding never fails. Lines are split on the LF byte *before* decoding, so a
   multi-byte character split across two ``recv`` calls is reassembled, and
   invalid UTF-8 becomes U+FFFD.
-* A trailing CR is dropped, so telnet's CRLF and nc's LF read the same.
+* A trailing CR is dropped, so telnet's CRLF and nc's LF read the same,
+  and telnet's in-band commands (``IAC ...``, sent for Ctrl-C or option
+  negotiation) are removed rather than turned into U+FFFD.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ENCODING = "utf-8"
 NEWLINE = b"\r\n"
 DEFAULT_MAX_LINE = 4096
+
+# Telnet (RFC 854): IAC SB ... IAC SE, IAC WILL/WONT/DO/DONT option, IAC command.
+# 0xFF never occurs in UTF-8, so there is nothing else it could be.
+_TELNET = re.compile(rb"\xff\xfa.*?\xff\xf0|\xff[\xfb-\xfe].|\xff[\xf0-\xff]", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +98,11 @@ class LineReader:
 
     def _complete(self) -> Event:
         raw = self._buffer
-        if raw.endswith(b"\r"):
+        while raw.endswith((b"\r", b"\x00")):  # CRLF, and telnet's CR NUL (RFC 854)
             del raw[-1]
         too_long = len(raw) > self.max_line
+        if not too_long and b"\xff" in raw:
+            raw[:] = _TELNET.sub(b"", raw)
         text = "" if too_long else raw.decode(ENCODING, errors="replace")
         raw.clear()
         return Overlong(self.max_line) if too_long else Line(text)

@@ -85,10 +85,11 @@ class Output:
 class ServerProcess:
     """``python Server.py --port 0`` with its console on a pipe."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, wrapper: tuple[str, ...] = ()) -> None:
+        """``wrapper``: a command to run the server under, e.g. ``("prlimit", "--nofile=40")``."""
         self.args = args
         self.proc = subprocess.Popen(
-            [PYTHON, "-u", str(ROOT / "Server.py"), "--port", "0", *args],
+            [*wrapper, PYTHON, "-u", str(ROOT / "Server.py"), "--port", "0", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

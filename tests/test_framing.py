@@ -24,7 +24,7 @@ def test_multibyte_character_split_across_reads() -> None:
 
 
 def test_invalid_utf8_becomes_replacement_character() -> None:
-    assert LineReader().feed(b"a\xff\xfeb\n") == [Line("a\ufffd\ufffdb")]
+    assert LineReader().feed(b"a\xfe\x80b\n") == [Line("a\ufffd\ufffdb")]
 
 
 def test_overlong_line_is_reported_once_and_skipped_to_its_newline() -> None:
@@ -57,7 +57,7 @@ def test_encode_line_uses_crlf() -> None:
     assert encode_line("hé") == "hé".encode() + b"\r\n"
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n\r")), max_size=20), st.data())
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n\r\x00")), max_size=20), st.data())
 def test_any_chunking_gives_the_same_lines(texts: list[str], data: st.DataObject) -> None:
     payload = b"".join(t.encode("utf-8", "surrogatepass") + b"\n" for t in texts)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(payload)), max_size=10)))
@@ -78,3 +78,25 @@ def test_never_holds_more_than_the_limit(payload: bytes, limit: int) -> None:
         if isinstance(event, Line):
             assert len(event.text.encode("utf-8", "surrogatepass")) <= limit * 3
     assert reader.buffered <= limit + 1
+
+
+def test_telnet_commands_are_removed() -> None:
+    # Ctrl-C in telnet sends IAC IP; option negotiation is IAC DO/WILL opt; IAC SB ... IAC SE.
+    data = b"hi\xff\xf4 there\xff\xfd\x01\xff\xfa\x18\x01\xff\xf0!\r\n"
+    assert LineReader().feed(data) == [Line("hi there!")]
+
+
+def test_telnet_line_endings() -> None:
+    assert LineReader().feed(b"one\r\x00\r\ntwo\r\x00\n") == [Line("one"), Line("two")]
+
+
+@given(st.binary(max_size=300), st.data())
+def test_any_chunking_gives_the_same_events_for_any_bytes(payload: bytes, data: st.DataObject) -> None:
+    """Whatever arrives (telnet commands, NULs, invalid UTF-8), how it was split does not matter."""
+    whole = LineReader(max_line=64).feed(payload)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(payload)), max_size=10)))
+    reader, events, start = LineReader(max_line=64), [], 0
+    for cut in [*cuts, len(payload)]:
+        events += reader.feed(payload[start:cut])
+        start = cut
+    assert events == whole

@@ -189,7 +189,7 @@ def test_escape_sequences_and_forged_lines_render_harmlessly(open_server: Server
 
 def test_invalid_utf8_becomes_replacement_characters(open_server: ServerProcess) -> None:
     alice, bob = open_server.connect("alice"), open_server.connect("bob")
-    alice.sock.sendall(b"bad \xff\xfe bytes \xc3\n")
+    alice.sock.sendall(b"bad \xfe\x80 bytes \xc3\n")
     assert messages.MESSAGE.match(bob.expect(messages.MESSAGE)) == {
         "name": "alice",
         "text": "bad \ufffd\ufffd bytes \ufffd",
@@ -351,6 +351,23 @@ def test_disconnects_while_naming_or_waiting_leave_the_queue_clean(server: Serve
     start = len(server.log.lines)
     server.console("/pending")
     server.log.wait_for(r"waiting \(0\): nobody", start=start)
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
+def test_running_out_of_file_descriptors_pauses_accepting_and_recovers(start_server: StartServer) -> None:
+    server = start_server("--approve", "all", "--max-clients", "0", wrapper=("prlimit", "--nofile=48"))
+    alice, bob = server.connect("alice"), server.connect("bob")
+    flood = [socket.create_connection((server.host, server.port)) for _ in range(60)]
+    server.log.wait_for(r"out of file descriptors \(Too many open files\): new connections wait")
+    alice.send("still talking")
+    bob.expect("<alice> still talking")
+    for sock in flood:
+        sock.close()
+    server.log.wait_for(r"accepting connections again")
+    late = server.connect("late")
+    late.send("got in")
+    alice.expect("<late> got in")
+    assert server.log.text().count("out of file descriptors") == 1
 
 
 def test_half_open_clients_do_not_block_others(start_server: StartServer) -> None:

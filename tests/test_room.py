@@ -319,3 +319,26 @@ def test_joins_and_leaves_are_not_announced_to_a_crowd(start_server: StartServer
     second.send("/leave")
     first.expect(r"second left \(1 in the room\)")  # back under the limit: announced again
     assert not any("third" in line for line in first.lines)
+
+
+@pytest.mark.skipif(shutil.which("telnet") is None, reason="telnet is not installed")
+def test_telnet_is_a_usable_client(open_server: ServerProcess) -> None:
+    alice = open_server.connect("alice")
+    telnet = subprocess.Popen(
+        ["telnet", open_server.host, str(open_server.port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert telnet.stdin is not None and telnet.stdout is not None
+    telnet.stdin.write("tuser\nhello from telnet 👋\n".encode())  # telnet sends CR LF (or CR NUL)
+    telnet.stdin.flush()
+    said = alice.expect("hello from telnet")
+    assert messages.MESSAGE.match(said) == {"name": "tuser", "text": "hello from telnet 👋"}
+    alice.send("hi telnet")
+    alice.expect("<alice> hi telnet")
+    telnet.stdin.write(b"/leave\n")
+    telnet.stdin.flush()
+    alice.expect(messages.LEFT)
+    out = telnet.communicate(timeout=WAIT)[0].decode()
+    assert "<alice> hi telnet" in strip_sgr(out) and "Goodbye, tuser" in out
