@@ -135,9 +135,9 @@ class Session(socketserver.BaseRequestHandler):
                 return
             self.counted = True
             self.member.tell(lines.notice(None, messages.GREETING()))
-            if self._choose_name():
-                self.room.request(self.member)
-                self._converse()
+            self._choose_name()
+            self.room.request(self.member)
+            self._converse()
         except Disconnected as gone:
             self.why, self.lost = str(gone), gone.lost
         except (ConnectionResetError, BrokenPipeError):
@@ -167,8 +167,8 @@ class Session(socketserver.BaseRequestHandler):
             if done:
                 return
 
-    def _choose_name(self) -> bool:
-        """Ask until the client gives a usable name."""
+    def _choose_name(self) -> None:
+        """Ask until the client gives a usable name (or time runs out, which ends the session)."""
         deadline = time.monotonic() + self.server.settings.name_timeout
         prompt = messages.NAME_PROMPT.encode()
         while True:
@@ -184,7 +184,7 @@ class Session(socketserver.BaseRequestHandler):
             else:
                 reason = self.room.claim(self.member, event.text)
             if reason is None:
-                return True
+                return
             self.member.tell(lines.error(None, messages.NAME_REJECTED(reason=reason)))
 
     # --- in the room --------------------------------------------------------------
