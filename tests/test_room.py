@@ -340,5 +340,9 @@ def test_telnet_is_a_usable_client(open_server: ServerProcess) -> None:
     telnet.stdin.write(b"/leave\n")
     telnet.stdin.flush()
     alice.expect(messages.LEFT)
-    out = telnet.communicate(timeout=WAIT)[0].decode()
+    # telnet quits as soon as its stdin ends, so keep it open until the server hangs up.
+    telnet.wait(timeout=WAIT)
+    out = telnet.stdout.read().decode()
+    telnet.stdin.close()
+    telnet.stdout.close()
     assert "<alice> hi telnet" in strip_sgr(out) and "Goodbye, tuser" in out
