@@ -55,7 +55,7 @@ NAME_TIMEOUT = Wording(NOTICE + " No name was given in time. Bye.")
 WAITING = Wording(NOTICE + " Hello {name}. Waiting for the operator to let you in...")
 NOT_YET = Wording(NOTICE + " Please wait: you can chat once the operator lets you in.")
 WELCOME = Wording(NOTICE + " Welcome, {name}! In the room ({count}): {names}. Type /help for commands.")
-HISTORY_START = Wording(NOTICE + " Last {count} messages:")
+HISTORY_START = Wording(NOTICE + " Recent messages ({count}):")
 HISTORY_END = Wording(NOTICE + " End of history.")
 
 # Refusals: the connection is closed right after one of these.
