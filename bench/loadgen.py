@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import re
 import resource
 import select
@@ -72,11 +73,15 @@ class WorkerPlan:
     parallel: int = 64
     join_timeout: float = 30.0
     window: int = 1000
+    nice: int = 0  # added to the process's niceness (see ``bench.measure.plans``)
 
 
 @dataclass(frozen=True)
 class Join:
-    pass
+    """Join part ``part`` of ``parts`` equal slices of this worker's clients."""
+
+    part: int = 0
+    parts: int = 1
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,6 @@ class Worker:
         self.plan = plan
         self.tally = Tally()
         self.clients: list[Client] = []
-        self.failures: Counter[str] = Counter()
         self.disconnects: Counter[str] = Counter()
         self.mangled = 0
         self.bytes_rx = 0
@@ -245,7 +249,7 @@ class Worker:
 
     async def run(self, command: Command) -> dict[str, Any]:
         if isinstance(command, Join):
-            return await self.join()
+            return await self.join(command)
         if isinstance(command, Settle):
             return await self.settle(command)
         if isinstance(command, Go):
@@ -256,12 +260,16 @@ class Worker:
 
     # --- joining
 
-    async def join(self) -> dict[str, Any]:
+    async def join(self, command: Join) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        self.batch_task = asyncio.create_task(self._read_batches())
+        if self.batch_task is None:
+            self.batch_task = asyncio.create_task(self._read_batches())
+        count, part, parts = len(self.plan.clients), command.part, command.parts
+        mine = self.plan.clients[count * part // parts : count * (part + 1) // parts]
         gate = asyncio.Semaphore(self.plan.parallel)
         deadline = loop.time() + self.plan.join_timeout
         durations: list[float] = []
+        failures: Counter[str] = Counter()
         first: list[int] = []
         last: list[int] = []
 
@@ -271,18 +279,19 @@ class Worker:
                 try:
                     joined = await asyncio.wait_for(self._connect(plan), max(0.01, deadline - loop.time()))
                 except (OSError, TimeoutError) as error:
-                    self.failures[_describe(error)] += 1
+                    failures[_describe(error)] += 1
                     return
                 first.append(started)
                 last.append(joined)
                 durations.append((joined - started) / 1e6)
 
-        await asyncio.gather(*(one(plan) for plan in self.plan.clients))
+        await asyncio.gather(*(one(plan) for plan in mine))
         gc.freeze()  # thousands of long-lived objects: keep the collector off them
         return {
+            "part": command.part,
             "joined": len(durations),
-            "failed": sum(self.failures.values()),
-            "failures": dict(self.failures),
+            "failed": sum(failures.values()),
+            "failures": dict(failures),
             "first_ns": min(first, default=0),
             "last_ns": max(last, default=0),
             "join_ms": durations,
@@ -525,6 +534,8 @@ async def _serve(conn: Connection, plan: WorkerPlan) -> None:
 def worker_main(conn: Connection, plan: WorkerPlan) -> None:
     """Entry point of a worker process."""
     raise_file_limit()
+    if plan.nice:
+        os.nice(plan.nice)
     try:
         asyncio.run(_serve(conn, plan))
     except (EOFError, KeyboardInterrupt):

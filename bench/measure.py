@@ -62,8 +62,12 @@ class Setup:
     idle: float = 2.0  # a drain gives up after this long without a new delivery
     window: int = 1000  # a flooding sender's lines in flight (see loadgen.Worker._flood)
     probes: int = 50  # readers that time every line (spread evenly); the others only count
+    #: Timed clients in a process of their own, the counting ones at a lower CPU priority
+    #: (see ``plans``); ``workers`` then counts the counting processes.
+    probe_worker: bool = False
     ignore_limits: bool = False
     ours: str = str(ROOT)  # the checkout whose Server.py is "ours"
+    ours_args: tuple[str, ...] = ()  # added to its command line (tuning flags)
 
     @property
     def total(self) -> int:
@@ -73,11 +77,15 @@ class Setup:
     def join_timeout(self) -> float:
         """Generous: the textbook server greets newcomers one at a time and tells each join to
         everyone with blocking sends, O(N²) of them, so 10,000 clients take minutes to join."""
-        return 30.0 + 0.05 * self.total
+        return 30.0 + 0.1 * self.total
 
     @property
     def drain_timeout(self) -> float:
         return 30.0 + 3 * self.duration
+
+
+#: Niceness of counting-only generator processes under ``Setup.probe_worker``.
+COUNTER_NICE = 10
 
 
 def auto_workers(clients: int, cores: int) -> int:
@@ -98,18 +106,40 @@ def in_flight(setup: Setup) -> int:
 
 
 def plans(setup: Setup, port: int, dialect: str) -> list[WorkerPlan]:
-    """Clients go round-robin to workers, so the senders (the first ids) land in different ones."""
-    slices: list[list[ClientPlan]] = [[] for _ in range(setup.workers)]
+    """Clients go round-robin to workers, so the senders (the first ids) land in different ones.
+
+    With ``probe_worker`` the senders and timed readers get a process of their
+    own and the others are spread over ``workers`` processes that run at
+    ``COUNTER_NICE``. At 10,000 clients counting costs the generator several
+    times the CPU the server spends sending (30 us against 9 us a delivery, on
+    two cores shared by all): timed readers in the same event loop as thousands
+    of counting ones would wait for them, and a server would wait for the
+    generator, so both would measure the generator.
+    """
+    extra = 1 if setup.probe_worker else 0
+    slices: list[list[ClientPlan]] = [[] for _ in range(setup.workers + extra)]
     stride = max(1, -(-setup.clients // max(1, setup.probes)))  # every stride-th reader is timed
     for cid in range(setup.total):
         sends = cid < min(setup.senders, setup.clients)
         stalled = cid >= setup.clients
         eager = sends or (cid % stride == 0 and not stalled)
-        slices[cid % setup.workers].append(ClientPlan(cid, cid if sends else None, stalled, eager))
+        index = 0 if extra and eager else extra + cid % setup.workers
+        slices[index].append(ClientPlan(cid, cid if sends else None, stalled, eager))
     timeout = setup.join_timeout
-    parallel = max(1, in_flight(setup) // setup.workers)
+    parallel = max(1, in_flight(setup) // len(slices))
     return [
-        WorkerPlan(i, HOST, port, dialect, tuple(mine), setup.line_bytes, parallel, timeout, setup.window)
+        WorkerPlan(
+            i,
+            HOST,
+            port,
+            dialect,
+            tuple(mine),
+            setup.line_bytes,
+            parallel,
+            timeout,
+            setup.window,
+            nice=COUNTER_NICE if extra and i > 0 else 0,
+        )
         for i, mine in enumerate(slices)
         if mine
     ]
@@ -174,7 +204,7 @@ def measure(setup: Setup, log_dir: Path) -> dict[str, Any]:
     raise_file_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = log_dir / f"{stamp}-{setup.scenario}-{setup.clients}-{setup.stalled}-{setup.server}.log"
-    server = ServerProcess(spec, setup.total, log_path, Path(setup.ours))
+    server = ServerProcess(spec, setup.total, log_path, Path(setup.ours), setup.ours_args)
     measured: list[int] = []  # the log's size when the measurement ended, before teardown
     try:
         with server:
@@ -195,7 +225,12 @@ def _drive(setup: Setup, server: ServerProcess, measured: list[int]) -> dict[str
     marks: dict[str, ProcSample] = {"idle": idle}
     try:
         sampler.start()
-        joins = workers.ask(Join(), setup.join_timeout + 15)
+        # Under probe_worker the timed readers join spread over the whole join, one
+        # round each, so they sit all along every server's list of readers.
+        rounds = max(1, setup.probes) if setup.probe_worker else 1
+        joins, deadline = [], time.monotonic() + setup.join_timeout + 15
+        for part in range(rounds):
+            joins += workers.ask(Join(part, rounds), max(1.0, deadline - time.monotonic()))
         marks["joined"] = _sample(server)
         settles = workers.ask(Settle(setup.quiet, setup.join_timeout), setup.join_timeout + 15)
         marks["go"] = _sample(server)
@@ -247,9 +282,11 @@ def _summarise(
     failures: Counter[str] = Counter()
     for j in joins:
         failures.update(j["failures"])
-    firsts = [j["first_ns"] for j in joins if j["joined"]]
-    lasts = [j["last_ns"] for j in joins if j["joined"]]
-    join_s = (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
+    join_s = 0.0  # summed over the rounds of the join, leaving out the waits between them
+    for part in {j["part"] for j in joins}:
+        firsts = [j["first_ns"] for j in joins if j["joined"] and j["part"] == part]
+        lasts = [j["last_ns"] for j in joins if j["joined"] and j["part"] == part]
+        join_s += (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
     join_ms = np.array([ms for j in joins for ms in j["join_ms"]] or [0.0])
 
     hist = [0] * HIST_BUCKETS

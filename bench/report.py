@@ -166,6 +166,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"{meta['cores']} cores, Python {meta['python']}, {meta['ncat']}, commit {meta['commit']}; "
         f"load average before/after: {meta['load_before']} / {meta.get('load_after', '?')}.",
     ]
+    if meta.get("ours_args"):
+        out.append(f"Ours ran with `{meta['ours_args']}`.")
     for name, scenario in SCENARIOS.items():
         mine = [r for r in rows if r["scenario"] == name]
         if not mine:

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ours", type=Path, default=ROOT, help="checkout whose Server.py is measured (e.g. a git worktree)"
     )
+    parser.add_argument(
+        "--ours-args", default="", metavar="ARGS", help="more Server.py flags for ours ('--fanout-threads 1')"
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument(
         "--ignore-limits", action="store_true", help="run servers past their known limits (ncat will abort)"
@@ -97,6 +101,8 @@ def setups(args: argparse.Namespace) -> list[Setup]:
             sizes = list(PLOT_SIZES)
         rate = scenario.rate if args.rate is None or scenario.rate is None else args.rate
         quick: dict[str, Any] = {"quiet": 0.1, "idle": 0.5, "window": 200} if args.smoke else {}
+        if args.smoke and scenario.probe_worker:
+            quick["probes"] = 3  # so that some readers only count, in a process of their own
         for size in sizes:
             for stalled in scenario.stalled:
                 for server in servers:
@@ -113,8 +119,10 @@ def setups(args: argparse.Namespace) -> list[Setup]:
                         line_bytes=args.line_bytes,
                         window=args.window,
                         probes=args.probes,
+                        probe_worker=scenario.probe_worker,
                         ignore_limits=args.ignore_limits,
                         ours=str(args.ours.resolve()),
+                        ours_args=tuple(shlex.split(args.ours_args)),
                     )
                     out.append(replace(setup, **quick))
     return out
@@ -175,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "ncat": _ncat_version(),
         "commit": _git("describe", "--always", "--dirty"),
         "ours": str(args.ours.resolve()),
+        "ours_args": args.ours_args,
         "load_before": _load(),
     }
     signal.signal(signal.SIGTERM, _interrupt)

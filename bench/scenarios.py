@@ -26,6 +26,7 @@ class Scenario:
     metric: str = "deliveries_per_s"
     higher_is_better: bool = True
     workers: int | None = None  # None: one per thousand clients, at most one per core
+    probe_worker: bool = False  # see bench.measure.Setup.probe_worker
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -55,6 +56,7 @@ SCENARIOS: dict[str, Scenario] = {
             duration=20.0,
             metric="p99_ms",
             higher_is_better=False,
+            probe_worker=True,
         ),
         # A reader that never reads soaks up about 3 MB of kernel buffers on loopback
         # before a server that waits for it stalls: 15 s is long enough to see that.
@@ -78,7 +80,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
 
 
 def smoke(scenario: Scenario) -> Scenario:
-    """The CI size: a few clients for under a second each; scale still spreads over two workers."""
+    """The CI size: a few clients for under a second each; scale still has counting processes."""
     if scenario.name == "scale":
         return replace(scenario, sizes=(6,), duration=0.6, rate=10.0, workers=2)
     return replace(scenario, sizes=(4,), duration=0.6)

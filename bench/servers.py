@@ -47,14 +47,17 @@ class ServerSpec:
     #: Log lines worth counting: label -> regex.
     notable: dict[str, str] = field(default_factory=dict)
 
-    def command(self, port: int, clients: int, ours: Path = ROOT) -> list[str]:
-        """The command line; ``ours`` is the checkout whose Server.py is measured."""
+    def command(
+        self, port: int, clients: int, ours: Path = ROOT, ours_args: tuple[str, ...] = ()
+    ) -> list[str]:
+        """The command line; ``ours`` is the checkout whose Server.py is measured, with ``ours_args``."""
         if self.name == "ours":
             return [
                 sys.executable,
                 str(ours / "Server.py"),
                 *("--port", str(port), "--approve", "all", "--flood-rate", "0", "--db", ":memory:"),
                 *("--no-log-chat", "--max-clients", "0", "--max-per-ip", "0", "--max-pending", "0"),
+                *ours_args,
             ]
         if self.name == "ncat":
             # --max-conns defaults to 100; give it room for everyone plus our readiness probe.
@@ -196,11 +199,19 @@ class Sampler(threading.Thread):
 class ServerProcess:
     """One server, started on a free port in its own process group; a context manager."""
 
-    def __init__(self, spec: ServerSpec, clients: int, log_path: Path, ours: Path = ROOT) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        clients: int,
+        log_path: Path,
+        ours: Path = ROOT,
+        ours_args: tuple[str, ...] = (),
+    ) -> None:
         self.spec = spec
         self.clients = clients
         self.log_path = log_path
         self.ours = ours
+        self.ours_args = ours_args
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -226,7 +237,7 @@ class ServerProcess:
         self._log = self.log_path.open("wb")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            self.spec.command(self.port, self.clients, self.ours),
+            self.spec.command(self.port, self.clients, self.ours, self.ours_args),
             cwd=self.ours if self.spec.name == "ours" else ROOT,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
