@@ -6,7 +6,7 @@ direction stated next to them, so nobody has to guess whether 0.5 is good.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,25 +76,36 @@ def notes(row: Row) -> str:
     return "; ".join(out)
 
 
-def _main_table(rows: list[Row]) -> list[str]:
+def _per_row_table(rows: list[Row], columns: dict[str, Callable[[Row], object]]) -> list[str]:
+    """A line a row: clients, server, ``columns`` (header: cell), notes; "–" where not measured."""
     out = [
-        "| clients | server | deliveries/s | sent lines/s | lost | p50 ms | p99 ms | max ms | joins/s "
-        "| peak RSS MiB | threads | server CPU s | generator CPU s | notes |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| clients | server | " + " | ".join(columns) + " | notes |",
+        "|---:|---|" + "---:|" * len(columns) + "---|",
     ]
     for row in rows:
-        if row.get("status") not in MEASURED:
-            out.append(f"| {row['clients']} | {row['server']} |" + " – |" * 11 + f" {notes(row)} |")
-            continue
-        lat, proc = row["latency_ms"], row["proc"]
-        out.append(
-            f"| {row['clients']} | {row['server']} | {_num(row['deliveries_per_s'])} "
-            f"| {_num(row['send_rate'])} | {row['lost']} | {_ms(lat['p50'])} | {_ms(lat['p99'])} "
-            f"| {_ms(lat['max'])} | {_num(row['join_rate'])} | {proc['peak_rss_kib'] / 1024:.1f} "
-            f"| {proc['threads_peak']} | {proc['cpu_s_run']:.2f} | {row['generator']['cpu_s_run']:.2f} "
-            f"| {notes(row)} |"
-        )
+        measured = row.get("status") in MEASURED
+        cells = [str(cell(row)) if measured else "–" for cell in columns.values()]
+        out.append(f"| {row['clients']} | {row['server']} | " + " | ".join(cells) + f" | {notes(row)} |")
     return out
+
+
+def _main_table(rows: list[Row]) -> list[str]:
+    return _per_row_table(
+        rows,
+        {
+            "deliveries/s": lambda r: _num(r["deliveries_per_s"]),
+            "sent lines/s": lambda r: _num(r["send_rate"]),
+            "lost": lambda r: r["lost"],
+            "p50 ms": lambda r: _ms(r["latency_ms"]["p50"]),
+            "p99 ms": lambda r: _ms(r["latency_ms"]["p99"]),
+            "max ms": lambda r: _ms(r["latency_ms"]["max"]),
+            "joins/s": lambda r: _num(r["join_rate"]),
+            "peak RSS MiB": lambda r: f"{r['proc']['peak_rss_kib'] / 1024:.1f}",
+            "threads": lambda r: r["proc"]["threads_peak"],
+            "server CPU s": lambda r: f"{r['proc']['cpu_s_run']:.2f}",
+            "generator CPU s": lambda r: f"{r['generator']['cpu_s_run']:.2f}",
+        },
+    )
 
 
 def _ratio_table(rows: list[Row], name: str, higher: bool, unit: str) -> list[str]:
@@ -139,23 +150,20 @@ def _stalled_table(rows: list[Row]) -> list[str]:
 
 
 def _scale_table(rows: list[Row]) -> list[str]:
-    out = [
-        "| clients | server | joined | joins/s | p50 ms | p99 ms | max ms | lost | peak RSS MiB "
-        "| RSS/client KiB | threads | notes |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        if row.get("status") not in MEASURED:
-            out.append(f"| {row['clients']} | {row['server']} |" + " – |" * 9 + f" {notes(row)} |")
-            continue
-        lat, proc = row["latency_ms"], row["proc"]
-        out.append(
-            f"| {row['clients']} | {row['server']} | {row['joined']} | {_num(row['join_rate'])} "
-            f"| {_ms(lat['p50'])} | {_ms(lat['p99'])} | {_ms(lat['max'])} | {row['lost']} "
-            f"| {proc['peak_rss_kib'] / 1024:.1f} | {proc['rss_per_client_kib']} | {proc['threads_peak']} "
-            f"| {notes(row)} |"
-        )
-    return out
+    return _per_row_table(
+        rows,
+        {
+            "joined": lambda r: r["joined"],
+            "joins/s": lambda r: _num(r["join_rate"]),
+            "p50 ms": lambda r: _ms(r["latency_ms"]["p50"]),
+            "p99 ms": lambda r: _ms(r["latency_ms"]["p99"]),
+            "max ms": lambda r: _ms(r["latency_ms"]["max"]),
+            "lost": lambda r: r["lost"],
+            "peak RSS MiB": lambda r: f"{r['proc']['peak_rss_kib'] / 1024:.1f}",
+            "RSS/client KiB": lambda r: r["proc"]["rss_per_client_kib"],
+            "threads": lambda r: r["proc"]["threads_peak"],
+        },
+    )
 
 
 def markdown(rows: list[Row], meta: dict[str, Any]) -> str:

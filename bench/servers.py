@@ -146,16 +146,22 @@ class ProcSample:
     cpu_s: float = 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after "(comm)": state is field 3, utime 14 and stime 15.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def sample(pid: int) -> ProcSample | None:
     """Memory, threads and CPU of a process from /proc; None once it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        cpu_s = cpu_seconds(pid)
     except (FileNotFoundError, ProcessLookupError):
         return None
     values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    # Fields after "(comm)": state is field 3, utime 14 and stime 15.
-    fields = stat[stat.rfind(")") + 2 :].split()
 
     def kib(key: str) -> int:
         return int(values.get(key, "0 kB").split()[0])
@@ -164,7 +170,7 @@ def sample(pid: int) -> ProcSample | None:
         rss_kib=kib("VmRSS"),
         hwm_kib=kib("VmHWM"),
         threads=int(values.get("Threads", "0")),
-        cpu_s=(int(fields[11]) + int(fields[12])) / _TICK,
+        cpu_s=cpu_s,
     )
 
 
