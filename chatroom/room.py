@@ -158,6 +158,11 @@ class Room:
             return checked.reason
         key = name_key(checked)
         with self.lock:
+            if self.access.banned(key=key):
+                # Named but unclaimed: request() turns a banned name away
+                # with that reason, even while its old holder's claim lingers.
+                member.name, member.key = checked, key
+                return None
             if key in self._names:
                 return messages.NAME_TAKEN.format(name=checked)
             self._names[key] = member
@@ -315,7 +320,10 @@ class Room:
         """A ban made or lifted on another server: remember it, and remove whoever it covers here."""
         with self.lock:
             changed = self.access.note(kind, value, banned)
-        if changed and banned:
+        if not changed:
+            return
+        log.info("%s %s %s (on %s)", "banned" if banned else "unbanned", kind, value, node)
+        if banned:
             for done in self._enforce(kind, value):
                 log.info("%s (banned on %s)", done, node)
 

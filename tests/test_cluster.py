@@ -325,6 +325,7 @@ def test_bans_apply_on_every_server(node: Node) -> None:
     troll.expect_closed()
     assert messages.KICKED_NOTICE.match(bob.expect(messages.KICKED_NOTICE)) == {"name": "troll", "count": "1"}
     b.log.wait_for(r"removed troll \(127\.0\.0\.1:\d+\) \(banned on a\)")
+    c.log.wait_for(r"banned name troll \(on a\)")
     for server in (a, c):
         again = RawClient(server.host, server.port)
         again.send_name("Troll")
