@@ -1,4 +1,4 @@
-"""Bytes in, lines out: the wire's only framing rule is "a line ends at LF".
+"""Bytes in, lines out: a line ends at LF, CR LF, CR NUL or a lone CR.
 
 Design rules, in the spirit of h11:
 
@@ -7,11 +7,13 @@ Design rules, in the spirit of h11:
 * Memory is bounded. A line may not grow past ``max_line`` bytes; the rest of
   an overlong line is skipped up to its newline and reported once, so a peer
   that sends megabytes without a newline costs ``max_line`` bytes, never more.
-* Decoding never fails. Lines are split on the LF byte *before* decoding, so a
-  multi-byte character split across two ``recv`` calls is reassembled, and
-  invalid UTF-8 becomes U+FFFD.
-* A trailing CR is dropped, so telnet's CRLF and nc's LF read the same,
-  and telnet's in-band commands (``IAC ...``, sent for Ctrl-C or option
+* Decoding never fails. Lines are split on the CR and LF bytes *before*
+  decoding, so a multi-byte character split across two ``recv`` calls is
+  reassembled, and invalid UTF-8 becomes U+FFFD.
+* Every client's Enter key ends a line: nc sends LF, telnet CR LF, telnet in
+  character mode CR NUL (RFC 854), a raw terminal a lone CR. The LF or NUL
+  after a CR belongs to it, even when it arrives in the next ``recv``.
+  Telnet's in-band commands (``IAC ...``, sent for Ctrl-C or option
   negotiation) are removed rather than turned into U+FFFD.
 """
 
@@ -27,6 +29,9 @@ DEFAULT_MAX_LINE = 4096
 # Telnet (RFC 854): IAC SB ... IAC SE, IAC WILL/WONT/DO/DONT option, IAC command.
 # 0xFF never occurs in UTF-8, so there is nothing else it could be.
 _TELNET = re.compile(rb"\xff\xfa.*?\xff\xf0|\xff[\xfb-\xfe].|\xff[\xf0-\xff]", re.S)
+_LINE_END = re.compile(rb"[\r\n]")
+_CR = 0x0D
+_AFTER_CR = (0x0A, 0x00)  # CR LF, and telnet's CR NUL
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +52,9 @@ Event = Line | Overlong
 
 
 class LineReader:
-    """Incremental LF-delimited line splitter with a hard per-line limit."""
+    """Incremental line splitter with a hard per-line limit."""
 
-    __slots__ = ("_buffer", "_skipping", "max_line")
+    __slots__ = ("_after_cr", "_buffer", "_skipping", "max_line")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         if max_line < 1:
@@ -57,10 +62,11 @@ class LineReader:
         self.max_line = max_line
         self._buffer = bytearray()
         self._skipping = False
+        self._after_cr = False  # the last line ended at a CR that ended the data
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an unfinished line (never more than ``max_line + 1``)."""
+        """Bytes held for an unfinished line (never more than ``max_line``)."""
         return len(self._buffer)
 
     def partial(self) -> str:
@@ -70,42 +76,47 @@ class LineReader:
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         start = 0
+        if self._after_cr and data:
+            self._after_cr = False
+            start = 1 if data[0] in _AFTER_CR else 0
         while True:
-            end = data.find(b"\n", start)
-            if end < 0:
+            found = _LINE_END.search(data, start)
+            if found is None:
                 self._hold(data, start, events)
                 return events
+            end = found.start()
             if self._skipping:
                 self._skipping = False
-            elif len(self._buffer) + (end - start) > self.max_line + 1:
+            elif len(self._buffer) + (end - start) > self.max_line:
                 self._buffer.clear()
                 events.append(Overlong(self.max_line))
             else:
                 self._buffer += data[start:end]
                 events.append(self._complete())
             start = end + 1
+            if data[end] == _CR:
+                if start == len(data):
+                    self._after_cr = True
+                elif data[start] in _AFTER_CR:
+                    start += 1
 
     def _hold(self, data: bytes, start: int, events: list[Event]) -> None:
         if self._skipping:
             return
-        # One byte of slack: a line of exactly max_line may still end in CR.
-        if len(self._buffer) + (len(data) - start) > self.max_line + 1:
+        if len(self._buffer) + (len(data) - start) > self.max_line:
             self._buffer.clear()
             self._skipping = True
             events.append(Overlong(self.max_line))
         else:
             self._buffer += data[start:]
 
-    def _complete(self) -> Event:
+    def _complete(self) -> Line:
         raw = self._buffer
-        while raw.endswith((b"\r", b"\x00")):  # CRLF, and telnet's CR NUL (RFC 854)
-            del raw[-1]
-        too_long = len(raw) > self.max_line
-        if not too_long and b"\xff" in raw:
+        if b"\xff" in raw:
             raw[:] = _TELNET.sub(b"", raw)
-        text = "" if too_long else raw.decode(ENCODING, errors="replace")
+        text = raw.decode(ENCODING, errors="replace")
         raw.clear()
-        return Overlong(self.max_line) if too_long else Line(text)
+        return Line(text)
 
 
 def encode_line(text: str) -> bytes:

@@ -307,6 +307,26 @@ def test_nc_is_a_usable_client(open_server: ServerProcess) -> None:
     assert messages.NAME_PROMPT in out and "<alice> hi nc" in strip_sgr(out) and "Goodbye, ncuser" in out
 
 
+@pytest.mark.parametrize(
+    "enter",
+    [b"\n", b"\r\n", b"\r\x00", b"\r"],
+    ids=["nc LF", "telnet CR LF", "telnet character mode CR NUL", "raw terminal CR"],
+)
+def test_every_kind_of_enter_key_ends_a_line(open_server: ServerProcess, enter: bytes) -> None:
+    alice = open_server.connect("alice")
+    bob = RawClient(open_server.host, open_server.port)
+    bob.read_until_prompt()
+    bob.sock.sendall(b"bob" + enter)
+    bob.expect(messages.WELCOME)
+    bob.sock.sendall(b"one" + enter + b"two" + enter)
+    bob.sock.sendall(b"three" + enter[:1])
+    bob.sock.sendall(enter[1:] + b"four" + enter)
+    for text in ("one", "two", "three", "four"):
+        assert messages.MESSAGE.match(alice.expect(messages.MESSAGE)) == {"name": "bob", "text": text}
+    bob.expect("<bob> four")
+    assert not [line for line in bob.lines if messages.NAME_REJECTED.matches(line) or "\x1b[0;31m" in line]
+
+
 def test_joins_and_leaves_are_not_announced_to_a_crowd(start_server: StartServer) -> None:
     server = start_server("--approve", "all", "--announce-limit", "2")
     first = server.connect("first")
