@@ -1,7 +1,8 @@
 """Make untrusted text safe to put on someone else's terminal.
 
 Only the server's own renderer may emit escape sequences. Everything a peer
-sends passes through ``clean`` first, which removes what could move the
+sends passes through ``clean`` first, which removes escape sequences whole and
+every other character that could move the
 cursor, change colours, rewrite the title, reorder text (bidi overrides),
 hide text (zero-width characters) or start a new line (CR, LF, U+2028/9).
 What remains is printable text; emoji sequences keep their joiners.
@@ -21,6 +22,16 @@ _TAGS = range(0xE0020, 0xE0080)  # subdivision-flag tags, e.g. the flag of Scotl
 _BLACK_FLAG = "\U0001f3f4"
 _REMOVED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
+# Whole escape sequences (ECMA-48), so a pasted coloured line reads clean and
+# an attack leaves no "[2J" behind: CSI, then string commands (OSC, DCS, SOS,
+# PM, APC) up to their terminator or the end of the line, then two-byte ones
+# such as ESC c. Whatever is left of a broken one is removed character by character.
+_ESCAPE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d-\x9f]).*?(?:\x07|\x1b\\|\x9c|$)"
+    r"|\x1b[ -/]*[0-~]",
+    re.S,
+)
 
 
 def _is_pictograph(char: str) -> bool:
@@ -31,6 +42,7 @@ def clean(text: str) -> str:
     """Printable text only; tabs become spaces. Never raises."""
     if text.isascii() and text.isprintable():
         return text  # the common case, checked in C: nothing here can be harmful
+    text = _ESCAPE.sub("", text)
     out: list[str] = []
     marks = 0
     for i, char in enumerate(text):

@@ -175,15 +175,18 @@ def test_escape_sequences_and_forged_lines_render_harmlessly(open_server: Server
         "\r[00:00:00] <bob> I owe mallory money\u2028[00:00:01] <bob> really \u202eevil\u200b"
     )
     mallory.sock.sendall(attack.encode() + b"\n")
-    line = bob.expect(messages.MESSAGE)
-    fields = messages.MESSAGE.match(line)
-    assert fields is not None and fields["name"] == "mallory"
-    assert strip_sgr(line).count("\x1b") == 0 and "\r" not in line and "\u2028" not in line
-    screen = screen_of("before\r\n" + line + "\r\n")
+    # The CR ends a line (a raw terminal's Enter), so the forgery is a second line: mallory's own.
+    lines = [bob.expect(messages.MESSAGE), bob.expect(messages.MESSAGE)]
+    for line in lines:
+        fields = messages.MESSAGE.match(line)
+        assert fields is not None and fields["name"] == "mallory"
+        assert strip_sgr(line).count("\x1b") == 0 and "\r" not in line and "\u2028" not in line
+    screen = screen_of("before\r\n" + "\r\n".join(lines) + "\r\n")
     assert screen.display[0].rstrip() == "before"  # nothing was cleared or moved
     assert screen.title == ""
-    assert "<mallory>" in screen.display[1] and "I owe mallory money" in screen.display[1]
-    assert screen.display[2].strip() == ""  # no second line was forged
+    assert screen.display[1].rstrip().endswith("<mallory> red?")  # the sequences went whole
+    assert "<mallory> [00:00:00] <bob> I owe mallory money[00:00:01] <bob> really evil" in screen.display[2]
+    assert screen.display[3].strip() == ""  # no line was forged
     assert not any(c.fg == "red" for c in find_cells(screen, "red?"))
 
 
