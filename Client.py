@@ -252,6 +252,8 @@ class Chat:
             self.finish(EXIT_REFUSED, "removed by the operator")
         elif messages.SHUTTING_DOWN.matches(line):
             self.finish(EXIT_LOST, "the server shut down")
+        elif messages.NEEDS_TLS.matches(line):
+            self.finish(EXIT_LOST, "the server speaks TLS: add --tls")
         elif any(refusal.matches(line) for refusal in messages.REFUSALS):
             self.finish(EXIT_REFUSED, "not let in")
 
@@ -632,6 +634,17 @@ def use_color(choice: str) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def why_not(error: OSError) -> str:
+    """A failed connection explained, with the fix when TLS is what failed."""
+    reason = getattr(error, "reason", None)
+    if reason == "WRONG_VERSION_NUMBER":
+        return "the server does not speak TLS: leave out --tls"
+    if reason == "CERTIFICATE_VERIFY_FAILED":
+        detail = getattr(error, "verify_message", None) or "certificate not trusted"
+        return f"{detail}: give the CA certificate that signed the server's with --cafile"
+    return str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -655,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         link = Link.open(args.host, args.port, args.tls, args.cafile)
     except OSError as error:
-        print(f"Client.py: cannot connect to {args.host}:{args.port}: {error}", file=sys.stderr)
+        print(f"Client.py: cannot connect to {args.host}:{args.port}: {why_not(error)}", file=sys.stderr)
         return EXIT_LOST
     printer = Printer(
         use_color(args.color),

@@ -25,7 +25,7 @@ from formatting import lines
 from formatting.sanitize import clean
 from protocol import commands, messages
 from protocol.flood import TokenBucket
-from protocol.framing import Event, LineReader, Overlong
+from protocol.framing import Event, LineReader, Overlong, encode_line
 
 if TYPE_CHECKING:
     from chatroom.listener import ChatServer
@@ -34,6 +34,8 @@ log = logging.getLogger("chat")
 
 #: Bytes read at once; allocated only while data is waiting (see _recv_raw).
 RECV_SIZE = 65536
+TLS_HANDSHAKE_TIMEOUT = 10.0  # a TLS client sends its hello at once; a plain one waits for our greeting
+TLS_HANDSHAKE_RECORD = 0x16  # the first byte of every TLS client hello
 
 #: Keepalive probes sent before a silent peer is declared dead.
 KEEPALIVE_PROBES = 4
@@ -158,14 +160,36 @@ class Session(socketserver.BaseRequestHandler):
     # --- joining ----------------------------------------------------------------
 
     def _tls_handshake(self, context: ssl.SSLContext) -> None:
+        """A TLS client speaks first, at once; anyone else is told, in plain text, to use --tls."""
+        deadline = time.monotonic() + min(TLS_HANDSHAKE_TIMEOUT, self.server.settings.name_timeout)
+        try:
+            data = self._recv_raw(deadline)
+        except TimeoutError:
+            self._not_tls("no TLS handshake (a plain client?)")
+        if data[0] != TLS_HANDSHAKE_RECORD:
+            self._not_tls("not TLS")
         self.tls = TlsLayer(context)
         self.peer.transform = self.tls
-        deadline = time.monotonic() + self.server.settings.name_timeout
         while True:
-            done = self.tls.handshake(self._recv_raw(deadline))
+            try:
+                done = self.tls.handshake(data)
+            except ssl.SSLError as error:
+                log.info("refused %s: TLS handshake failed: %s", self.peer.label, error.reason or error)
+                raise Disconnected("TLS handshake failed", lost=True) from error
             self.peer.flush_transform()
             if done:
                 return
+            try:
+                data = self._recv_raw(deadline)
+            except TimeoutError:
+                log.info("refused %s: TLS handshake timed out", self.peer.label)
+                raise Disconnected("TLS handshake timed out", lost=True) from None
+
+    def _not_tls(self, why: str) -> NoReturn:
+        self.peer.send(encode_line(lines.notice(None, messages.NEEDS_TLS())))
+        self.peer.hang_up()
+        log.info("refused %s: %s", self.peer.label, why)
+        self._drain()
 
     def _choose_name(self) -> None:
         """Ask until the client gives a usable name (or time runs out, which ends the session)."""

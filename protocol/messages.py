@@ -65,6 +65,7 @@ ROOM_FULL = Wording(NOTICE + " The room is full ({limit} people). Try again late
 QUEUE_FULL = Wording(NOTICE + " Too many people are waiting to join. Try again later.")
 TOO_MANY_FROM_HOST = Wording(NOTICE + " Too many connections from your address ({limit}).")
 BANNED = Wording(NOTICE + " You are banned from this room.")
+NEEDS_TLS = Wording(NOTICE + " This server speaks TLS: connect with Client.py --tls (nc and telnet cannot).")
 NAME_LOST = Wording(
     NOTICE + " While the servers were apart, someone on another one took the name {name}. "
     "Please join again under another name."

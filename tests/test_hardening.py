@@ -580,7 +580,15 @@ def test_tls_client_refuses_an_untrusted_server(
     )
     proc = client_process(server.port, "--name", "bob", "--tls")  # system CAs do not know our test CA
     _out, err = proc.communicate(b"", timeout=WAIT)
-    assert proc.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in err.decode()
+    assert proc.returncode == 1
+    assert "unable to get local issuer certificate: give the CA certificate" in err.decode()
+    assert "--cafile" in err.decode()
+
+
+def test_tls_client_on_a_plain_port_is_told_to_leave_out_tls(open_server: ServerProcess) -> None:
+    proc = client_process(open_server.port, "--name", "bob", "--tls")
+    _out, err = proc.communicate(b"", timeout=WAIT)
+    assert proc.returncode == 1 and "the server does not speak TLS: leave out --tls" in err.decode()
 
 
 def test_plain_client_on_a_tls_port_is_dropped_and_the_server_carries_on(
@@ -591,7 +599,9 @@ def test_plain_client_on_a_tls_port_is_dropped_and_the_server_carries_on(
     )
     plain = RawClient(server.host, server.port)
     plain.send("hello?")
+    plain.expect(messages.NEEDS_TLS)  # in plain text, so nc and telnet users can read it
     plain.expect_closed()
+    server.log.wait_for(r"refused 127\.0\.0\.1:\d+: not TLS")
     context = ssl.create_default_context(cafile=certificates["ca"])
     tls_sock = context.wrap_socket(
         socket.create_connection((server.host, server.port)), server_hostname="localhost"
@@ -599,6 +609,20 @@ def test_plain_client_on_a_tls_port_is_dropped_and_the_server_carries_on(
     ok = RawClient(server.host, server.port, tls_sock)
     ok.send_name("fine")
     ok.expect(messages.WELCOME)
+
+
+def test_plain_client_py_waiting_on_a_tls_port_is_told_to_add_tls(
+    start_server: StartServer, certificates: dict[str, str]
+) -> None:
+    # Client.py waits for the greeting, so it never speaks first: the server gives the
+    # handshake until --name-timeout (at most 10 s), then says why in plain text.
+    tls = ("--tls-cert", certificates["cert"], "--tls-key", certificates["key"])
+    server = start_server("--approve", "all", "--name-timeout", "1", *tls)
+    proc = client_process(server.port, "--name", "bob")
+    out, err = proc.communicate(b"", timeout=WAIT)
+    assert proc.returncode == 1 and "the server speaks TLS: add --tls" in err.decode()
+    assert messages.NEEDS_TLS.matches(out.decode().strip())
+    server.log.wait_for(r"refused 127\.0\.0\.1:\d+: no TLS handshake")
 
 
 def test_plain_tcp_stays_the_default(open_server: ServerProcess) -> None:
