@@ -73,7 +73,7 @@ EXTRAS = (
 )
 
 #: Completed after Tab at the start of a line, besides names.
-COMMANDS = ("/private", "/msg", "/color", "/me", "/who", "/help", "/leave", "/quit", "DM")
+COMMANDS = ("/private", "/msg", "/color", "/me", "/nick", "/who", "/help", "/leave", "/quit", "DM")
 #: Commands whose next word is a name.
 TO_SOMEONE = frozenset({"/private", "/msg", "dm"})
 #: What comes after a name at the start of a line, as irssi and weechat do.
@@ -240,6 +240,8 @@ class Chat:
             self._set(state="waiting", name=fields["name"])
         elif fields := messages.WELCOME.match(line):
             self._admitted(fields)
+        elif messages.RENAMED.matches(line):
+            self.on_change()  # the prompt shows the new name
         elif messages.HISTORY_START.matches(line):
             self._replaying = True
         elif messages.HISTORY_END.matches(line):
@@ -292,6 +294,11 @@ class Chat:
                 or (fields := messages.KICKED_NOTICE.match(line))
             ):
                 self.names.discard(fields["name"])
+            elif fields := messages.RENAMED.match(line):
+                self.names.discard(fields["old"])
+                self.names.add(fields["new"])
+                if fields["old"] == self.name and not self._replaying:
+                    self.name = fields["new"]  # /nick: mentions and the prompt follow
             elif fields := messages.WHO.match(line):
                 self.names = set(fields["names"].split(", "))
             elif fields := messages.WHO_MORE.match(line):

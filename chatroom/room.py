@@ -386,6 +386,62 @@ class Room:
                 del self._connections[member.host]
             log.info("disconnect %s (%s)", member.who, self._counts())
 
+    # --- renaming -------------------------------------------------------------
+
+    def rename(self, member: Member, raw: str) -> None:
+        """/nick: a new name, checked and claimed like a first one, and announced."""
+        checked = check_name(raw, self.settings.max_name)
+        if isinstance(checked, BadName):
+            member.tell(lines.error(stamp(), messages.RENAME_REJECTED(reason=checked.reason)))
+            return
+        key, old_key, old_name = name_key(checked), member.key, member.name
+        with self.lock:
+            reason = self._rename_refusal(member, checked, key)
+            if reason is None and key != old_key:
+                self._names[key] = member  # held while the rest of the room is asked
+        if reason is None and key != old_key and not self.bus.claim(key):
+            with self.lock:
+                del self._names[key]
+            reason = messages.NAME_TAKEN.format(name=checked)
+        if reason is not None:
+            member.tell(lines.error(stamp(), messages.RENAME_REJECTED(reason=reason)))
+            return
+        elsewhere = len(self.bus.elsewhere())
+        with self.lock:
+            if member.state is not State.IN_ROOM:  # left meanwhile; their old name is freed as they go
+                if key != old_key:
+                    del self._names[key]
+                    self.bus.release(key)
+                return
+            self.bus.leave(member)
+            if key != old_key:
+                del self._names[old_key]
+                self.bus.release(old_key)
+                # Rebuilt, not re-added: the room lists people in the order they came in.
+                self._members = {(key if k == old_key else k): m for k, m in self._members.items()}
+            member.name, member.key = checked, key
+            self.bus.enter(member)
+            notice = lines.notice(stamp(), messages.RENAMED(old=old_name, new=checked))
+            if self._announced(len(self._members) + elsewhere):
+                self._public_locked([notice])
+            else:
+                member.tell(notice)
+            log.info("rename %s -> %s (%s)", old_name, checked, member.address)
+
+    def _rename_refusal(self, member: Member, name: str, key: str) -> str | None:
+        """Why ``member`` may not take ``name`` now, if so; callers hold the lock."""
+        if member.state is not State.IN_ROOM:
+            return "you are not in the room"
+        if name == member.name:
+            return messages.NAME_UNCHANGED
+        if self.access.banned(key=key):
+            return messages.NAME_BANNED
+        if self.settings.approve == "allowlist" and not self.access.allowed(key):
+            return messages.NAME_NOT_ALLOWED
+        if key != member.key and key in self._names:
+            return messages.NAME_TAKEN.format(name=name)
+        return None
+
     # --- talking --------------------------------------------------------------
 
     @staticmethod

@@ -255,6 +255,8 @@ class Session(socketserver.BaseRequestHandler):
         self._speak()  # whatever this command does comes after what was said before it
         if isinstance(command, commands.Private):
             room.private(member, command.recipient, command.text, command.color)
+        elif isinstance(command, commands.Rename):
+            room.rename(member, command.name)
         elif isinstance(command, commands.Who):
             room.who(member)
         elif isinstance(command, commands.Help):

@@ -36,6 +36,13 @@ class Private:
 
 
 @dataclass(frozen=True, slots=True)
+class Rename:
+    """``/nick alicia``: the room checks the name as it checks a first one."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     pass
 
@@ -60,11 +67,12 @@ class Invalid:
     error: str
 
 
-Command = Say | Action | Private | Leave | Who | Help | Empty | Invalid
+Command = Say | Action | Private | Rename | Leave | Who | Help | Empty | Invalid
 
 PRIVATE_USAGE = "/private <name> <text>   (or: DM <name> <text>)"
 COLOR_USAGE = "/color <colour> <text>"
 ME_USAGE = "/me <action>"
+NICK_USAGE = "/nick <new name>"
 
 _PRIVATE = frozenset({"/private", "/msg", "/pm", "/query"})
 _LEAVE = frozenset({"/leave", "/quit", "/exit", "/part"})
@@ -91,6 +99,8 @@ def parse(line: str) -> Command:
         return _colored(rest, Say)
     if command == "/me":
         return Action(rest) if rest else Invalid(messages.USAGE(usage=ME_USAGE))
+    if command == "/nick":
+        return Rename(rest) if rest else Invalid(messages.USAGE(usage=NICK_USAGE))
     if command in ("/who", "/names"):
         return Who()
     if command in ("/help", "/?"):

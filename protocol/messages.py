@@ -97,6 +97,7 @@ JOINED = Wording(NOTICE + " {name} joined ({count} in the room)")
 LEFT = Wording(NOTICE + " {name} left ({count} in the room)")
 DISCONNECTED = Wording(NOTICE + " {name} disconnected ({count} in the room)")
 KICKED_NOTICE = Wording(NOTICE + " {name} was removed by the operator ({count} in the room)")
+RENAMED = Wording(NOTICE + " {old} is now known as {new}")
 ANNOUNCEMENT = Wording(NOTICE + " Operator: {text}")
 WHO = Wording(NOTICE + " In the room ({count}): {names}")
 WHO_MORE = Wording(NOTICE + " ... {names}")
@@ -124,6 +125,11 @@ UNKNOWN_COMMAND = Wording(NOTICE + " Unknown command {command}. Type /help for t
 UNKNOWN_COLOR = Wording(NOTICE + " Unknown colour '{color}'. Colours: {colors}.")
 NO_SUCH_USER = Wording(NOTICE + " No one called '{name}' is in the room.")
 PM_SELF = Wording(NOTICE + " That is you: private messages go to someone else.")
+# Not NAME_REJECTED: that one means "choose again" at the name prompt.
+RENAME_REJECTED = Wording(NOTICE + " You can't be called that: {reason}.")
+NAME_BANNED = "that name is banned"
+NAME_NOT_ALLOWED = "that name is not on the allow-list"
+NAME_UNCHANGED = "it is your name already"
 USAGE = Wording(NOTICE + " Usage: {usage}")
 LINE_TOO_LONG = Wording(NOTICE + " That line was longer than {limit} bytes and was not sent.")
 
@@ -141,6 +147,7 @@ HELP = (
     NOTICE + "   /private <name> <text>   private message (also: DM <name> <text>, /msg)",
     NOTICE + "   /color <colour> <text>   coloured message; /private <name> /color <colour> <text>",
     NOTICE + "   /me <action>             * you do something",
+    NOTICE + "   /nick <new name>         change your name",
     NOTICE + "   /who                     who is in the room",
     NOTICE + "   /leave                   leave the room (also /quit)",
     NOTICE + "   /help                    this list",

@@ -140,6 +140,25 @@ def test_actions_and_private_messages_alert() -> None:
     assert [(line.mention, line.alert) for line in shown] == [("bob", True), (None, True)]
 
 
+def test_after_a_rename_your_new_name_is_the_one_mentioned_and_completed() -> None:
+    chat, shown = chat_after(
+        lines.notice("12:00:01", messages.RENAMED(old="bob", new="bobby")),
+        lines.notice("12:00:02", messages.RENAMED(old="carol", new="caro")),
+        lines.message("12:00:03", "alice", "bobby: welcome back"),
+    )
+    assert chat.name == "bobby" and shown[2].mention == "bobby"
+    assert sorted(chat.others()) == ["alice", "caro"]
+
+
+def test_a_rename_in_history_is_not_yours() -> None:
+    chat, _shown = chat_after(
+        lines.notice("12:00:00", messages.HISTORY_START(count=1)),
+        lines.notice("11:00:00", messages.RENAMED(old="bob", new="robert")),  # an earlier bob
+        lines.notice("12:00:00", messages.HISTORY_END()),
+    )
+    assert chat.name == "bob"
+
+
 def test_history_is_highlighted_but_rings_no_bell() -> None:
     _chat, shown = chat_after(
         lines.notice("12:00:00", messages.HISTORY_START(count=1)),

@@ -223,6 +223,21 @@ def test_a_name_taken_on_one_server_is_refused_on_another(node: Node) -> None:
     wait_until(lambda: "Welcome" in answer_to_name(spoof, "alice"), what="the name to be free elsewhere")
 
 
+def test_a_rename_is_seen_and_claimed_on_every_server(node: Node) -> None:
+    a, b = node("a"), node("b")
+    alice, bob = enter(a, "alice"), enter(b, "bob")
+    alice.send("/nick alicia")
+    assert messages.RENAMED.match(bob.expect(messages.RENAMED)) == {"old": "alice", "new": "alicia"}
+    bob.send("/who")
+    assert messages.WHO.match(bob.expect(messages.WHO)) == {"count": "2", "names": "alicia, bob"}
+    bob.send("/private alicia across")
+    alice.expect("across")
+    bob.send("/nick ALICIA")
+    assert "'ALICIA' is already taken" in bob.expect(messages.RENAME_REJECTED)
+    spoof = RawClient(b.host, b.port)
+    wait_until(lambda: "Welcome" in answer_to_name(spoof, "alice"), what="the old name to be free elsewhere")
+
+
 def test_history_is_shared_between_servers(node: Node) -> None:
     a = node("a", "--history", "3")
     b = node("b", "--history", "3")

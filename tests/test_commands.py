@@ -3,7 +3,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import messages
-from protocol.commands import Action, Empty, Help, Invalid, Leave, Private, Say, Who, parse
+from protocol.commands import (
+    NICK_USAGE,
+    Action,
+    Empty,
+    Help,
+    Invalid,
+    Leave,
+    Private,
+    Rename,
+    Say,
+    Who,
+    parse,
+)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +41,9 @@ from protocol.commands import Action, Empty, Help, Invalid, Leave, Private, Say,
         ("/who", Who()),
         ("/help", Help()),
         ("/me waves", Action("waves")),
+        ("/nick alicia", Rename("alicia")),
+        ("/NICK two words", Rename("two words")),  # the room explains what is wrong with it
+        ("/nick", Invalid(messages.USAGE(usage=NICK_USAGE))),
         ("//not a command", Say("/not a command")),
     ],
 )

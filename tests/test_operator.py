@@ -107,6 +107,10 @@ def test_allowlist_mode_lets_in_only_listed_names(start_server: StartServer, tmp
     stranger.send_name("mallory")
     stranger.expect(messages.REFUSED)
     server.log.wait_for(r"refused mallory .*not on the allow-list")
+    friend.send("/nick mallory")  # nor can a friend take a name that is not on it
+    assert "not on the allow-list" in friend.expect(messages.RENAME_REJECTED)
+    friend.send("/nick Bob")
+    friend.expect(r"BOB is now known as Bob")
 
 
 def test_ask_mode_with_an_allowlist_only_asks_about_strangers(

@@ -223,6 +223,43 @@ def test_who_and_help(open_server: ServerProcess) -> None:
     bob.close()
 
 
+def test_nick_renames_you_for_everyone(open_server: ServerProcess) -> None:
+    alice, bob = open_server.connect("alice"), open_server.connect("bob")
+    alice.send("/nick alicia")
+    assert messages.RENAMED.match(bob.expect(messages.RENAMED)) == {"old": "alice", "new": "alicia"}
+    alice.expect(messages.RENAMED)
+    open_server.log.wait_for(r"rename alice -> alicia \(127\.0\.0\.1:\d+\)")
+    alice.send("still me")
+    assert messages.MESSAGE.match(bob.expect("still me")) == {"name": "alicia", "text": "still me"}
+    bob.send("/private alicia got it")
+    alice.expect("got it")
+    bob.send("/private alice hello?")
+    bob.expect(messages.NO_SUCH_USER)
+    bob.send("/who")
+    assert messages.WHO.match(bob.expect(messages.WHO)) == {"count": "2", "names": "alicia, bob"}
+    open_server.connect("alice")  # the old name is free again (connect waits for the welcome)
+
+
+def test_nick_checks_the_new_name_like_a_first_one(open_server: ServerProcess) -> None:
+    alice, _bob = open_server.connect("alice"), open_server.connect("bob")
+    open_server.console("/ban mallory")
+    open_server.log.wait_for(r"banned name mallory")
+    for bad, reason in (
+        ("mallory", "that name is banned"),
+        ("BOB", "'BOB' is already taken"),
+        ("server", "'server' is reserved"),
+        ("two words", "it contains a space"),
+        ("alice", "it is your name already"),
+    ):
+        alice.send(f"/nick {bad}")
+        assert reason in alice.expect(messages.RENAME_REJECTED)
+    alice.send("/nick Alice")  # a change of case is a change of name
+    alice.expect(r"alice is now known as Alice")
+    alice.send("hi")
+    assert messages.MESSAGE.match(alice.expect("hi")) == {"name": "Alice", "text": "hi"}
+    assert not any(messages.NAME_REJECTED.matches(line) for line in alice.lines)
+
+
 def test_leave_and_disconnect_both_notify_the_room(server: ServerProcess) -> None:
     alice, bob, carol = (server.connect(n) for n in ("alice", "bob", "carol"))
     bob.send("/leave")
