@@ -73,7 +73,7 @@ EXTRAS = (
 )
 
 #: Completed after Tab at the start of a line, besides names.
-COMMANDS = ("/private", "/msg", "/color", "/me", "/nick", "/who", "/help", "/leave", "/quit", "DM")
+COMMANDS = ("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who", "/help", "/leave", "/quit", "DM")
 #: Commands whose next word is a name.
 TO_SOMEONE = frozenset({"/private", "/msg", "dm"})
 #: What comes after a name at the start of a line, as irssi and weechat do.

@@ -71,6 +71,7 @@ class Member:
     connected_at: float = field(default_factory=time.time)
     joined_at: float = 0.0  # let in (wall clock)
     last_active: float = field(default_factory=time.monotonic)
+    reply_to: str = ""  # who sent the last private message here, for /reply
 
     @property
     def address(self) -> str:
@@ -492,6 +493,7 @@ class Room:
         now = stamp()
         line = lines.private(now, messages.PM_FROM(name=member.name), text, color)
         if target is not None:
+            target.reply_to = member.name
             target.tell(line)
             name, where = target.name, ""
         else:
@@ -506,6 +508,7 @@ class Room:
         with self.lock:
             target = self._members.get(key)
         if target is not None:
+            target.reply_to = sender
             target.tell(line)
             log.info("private message %s -> %s (text not logged)", sender, target.name)
 

@@ -255,6 +255,11 @@ class Session(socketserver.BaseRequestHandler):
         self._speak()  # whatever this command does comes after what was said before it
         if isinstance(command, commands.Private):
             room.private(member, command.recipient, command.text, command.color)
+        elif isinstance(command, commands.Reply):
+            if member.reply_to:
+                room.private(member, member.reply_to, command.text, command.color)
+            else:
+                member.tell(lines.error(stamp(), messages.NO_ONE_TO_REPLY()))
         elif isinstance(command, commands.Rename):
             room.rename(member, command.name)
         elif isinstance(command, commands.Who):

@@ -36,6 +36,14 @@ class Private:
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """``/reply text``: a private message to whoever last sent you one (ssh-chat's /reply)."""
+
+    text: str
+    color: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Rename:
     """``/nick alicia``: the room checks the name as it checks a first one."""
 
@@ -67,12 +75,13 @@ class Invalid:
     error: str
 
 
-Command = Say | Action | Private | Rename | Leave | Who | Help | Empty | Invalid
+Command = Say | Action | Private | Reply | Rename | Leave | Who | Help | Empty | Invalid
 
 PRIVATE_USAGE = "/private <name> <text>   (or: DM <name> <text>)"
 COLOR_USAGE = "/color <colour> <text>"
 ME_USAGE = "/me <action>"
 NICK_USAGE = "/nick <new name>"
+REPLY_USAGE = "/reply <text>"
 
 _PRIVATE = frozenset({"/private", "/msg", "/pm", "/query"})
 _LEAVE = frozenset({"/leave", "/quit", "/exit", "/part"})
@@ -99,6 +108,8 @@ def parse(line: str) -> Command:
         return _colored(rest, Say)
     if command == "/me":
         return Action(rest) if rest else Invalid(messages.USAGE(usage=ME_USAGE))
+    if command == "/reply":
+        return _reply(rest)
     if command == "/nick":
         return Rename(rest) if rest else Invalid(messages.USAGE(usage=NICK_USAGE))
     if command in ("/who", "/names"):
@@ -121,6 +132,15 @@ def _private(rest: str) -> Command:
     if word.lower() in ("/color", "/colour"):
         return _colored(colored_body, lambda text, color: Private(recipient, text, color))
     return Private(recipient, body)
+
+
+def _reply(rest: str) -> Command:
+    if not rest:
+        return Invalid(messages.USAGE(usage=REPLY_USAGE))
+    word, colored_body = _split(rest)
+    if word.lower() in ("/color", "/colour"):
+        return _colored(colored_body, Reply)
+    return Reply(rest)
 
 
 def _colored(rest: str, build: Callable[[str, str], Command]) -> Command:

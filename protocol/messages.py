@@ -125,6 +125,7 @@ UNKNOWN_COMMAND = Wording(NOTICE + " Unknown command {command}. Type /help for t
 UNKNOWN_COLOR = Wording(NOTICE + " Unknown colour '{color}'. Colours: {colors}.")
 NO_SUCH_USER = Wording(NOTICE + " No one called '{name}' is in the room.")
 PM_SELF = Wording(NOTICE + " That is you: private messages go to someone else.")
+NO_ONE_TO_REPLY = Wording(NOTICE + " No one has sent you a private message yet.")
 # Not NAME_REJECTED: that one means "choose again" at the name prompt.
 RENAME_REJECTED = Wording(NOTICE + " You can't be called that: {reason}.")
 NAME_BANNED = "that name is banned"
@@ -145,6 +146,7 @@ HELP_END = Wording(NOTICE + " Start a line with // to send text beginning with /
 HELP = (
     NOTICE + " Commands:",
     NOTICE + "   /private <name> <text>   private message (also: DM <name> <text>, /msg)",
+    NOTICE + "   /reply <text>            private message to whoever last sent you one",
     NOTICE + "   /color <colour> <text>   coloured message; /private <name> /color <colour> <text>",
     NOTICE + "   /me <action>             * you do something",
     NOTICE + "   /nick <new name>         change your name",

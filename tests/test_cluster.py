@@ -195,7 +195,7 @@ def test_private_message_crosses_servers_and_goes_nowhere_else(node: Node, redis
     got = bob.expect(messages.PRIVATE_FROM)
     assert messages.PRIVATE_FROM.match(got) == {"name": "alice", "text": "the eagle has landed"}
     alice.expect(messages.PRIVATE_TO)
-    bob.send("DM alice roger that")
+    bob.send("/reply roger that")  # to the sender, on the server that holds her
     alice.expect("roger that")
     said(alice, "over and out")
     carol.expect("over and out")  # carol got everything public said after the secrets...

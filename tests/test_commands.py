@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from protocol import messages
 from protocol.commands import (
     NICK_USAGE,
+    REPLY_USAGE,
     Action,
     Empty,
     Help,
@@ -12,6 +13,7 @@ from protocol.commands import (
     Leave,
     Private,
     Rename,
+    Reply,
     Say,
     Who,
     parse,
@@ -42,6 +44,9 @@ from protocol.commands import (
         ("/help", Help()),
         ("/me waves", Action("waves")),
         ("/nick alicia", Rename("alicia")),
+        ("/reply thanks!", Reply("thanks!")),
+        ("/reply /color cyan ok", Reply("ok", "cyan")),
+        ("/reply", Invalid(messages.USAGE(usage=REPLY_USAGE))),
         ("/NICK two words", Rename("two words")),  # the room explains what is wrong with it
         ("/nick", Invalid(messages.USAGE(usage=NICK_USAGE))),
         ("//not a command", Say("/not a command")),

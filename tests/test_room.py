@@ -163,6 +163,25 @@ def test_private_message_reaches_only_the_recipient_and_never_the_log(open_serve
     assert "eagle" not in open_server.log.text() and "secret" not in open_server.log.text()
 
 
+def test_reply_answers_whoever_wrote_last(open_server: ServerProcess) -> None:
+    alice, bob, carol = (open_server.connect(name) for name in ("alice", "bob", "carol"))
+    bob.send("/reply anyone?")
+    bob.expect(messages.NO_ONE_TO_REPLY)
+    alice.send("/private bob from alice")
+    bob.expect("from alice")
+    carol.send("DM bob from carol")
+    bob.expect("from carol")
+    bob.send("/reply /color green hi carol")
+    assert messages.PRIVATE_FROM.match(carol.expect(messages.PRIVATE_FROM)) == {
+        "name": "bob",
+        "text": "hi carol",
+    }
+    bob.expect(messages.PRIVATE_TO)
+    bob.send("said after the reply")
+    alice.expect("said after the reply")  # alice got everything after the reply, and not the reply
+    assert not any("hi carol" in line for line in alice.lines)
+
+
 def test_private_messages_are_not_in_history(open_server: ServerProcess) -> None:
     alice, _bob = open_server.connect("alice"), open_server.connect("bob")
     alice.send("/private bob hush")
