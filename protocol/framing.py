@@ -29,8 +29,6 @@ DEFAULT_MAX_LINE = 4096
 # Telnet (RFC 854): IAC SB ... IAC SE, IAC WILL/WONT/DO/DONT option, IAC command.
 # 0xFF never occurs in UTF-8, so there is nothing else it could be.
 _TELNET = re.compile(rb"\xff\xfa.*?\xff\xf0|\xff[\xfb-\xfe].|\xff[\xf0-\xff]", re.S)
-_LINE_END = re.compile(rb"[\r\n]")
-_CR = 0x0D
 _AFTER_CR = (0x0A, 0x00)  # CR LF, and telnet's CR NUL
 
 
@@ -79,12 +77,14 @@ class LineReader:
         if self._after_cr and data:
             self._after_cr = False
             start = 1 if data[0] in _AFTER_CR else 0
+        # The next LF and the next CR, each searched for again only once passed
+        # (-1 when there is none), so a big paste is scanned once, not per line.
+        next_lf, next_cr = data.find(b"\n", start), data.find(b"\r", start)
         while True:
-            found = _LINE_END.search(data, start)
-            if found is None:
+            if next_lf < 0 and next_cr < 0:
                 self._hold(data, start, events)
                 return events
-            end = found.start()
+            end = next_lf if next_cr < 0 or 0 <= next_lf < next_cr else next_cr
             if self._skipping:
                 self._skipping = False
             elif len(self._buffer) + (end - start) > self.max_line:
@@ -94,11 +94,14 @@ class LineReader:
                 self._buffer += data[start:end]
                 events.append(self._complete())
             start = end + 1
-            if data[end] == _CR:
+            if end == next_cr:
                 if start == len(data):
                     self._after_cr = True
                 elif data[start] in _AFTER_CR:
                     start += 1
+                next_cr = data.find(b"\r", start)
+            if 0 <= next_lf < start:
+                next_lf = data.find(b"\n", start)
 
     def _hold(self, data: bytes, start: int, events: list[Event]) -> None:
         if self._skipping:
