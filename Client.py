@@ -29,7 +29,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion, Dyna
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-from chatroom.config import DEFAULT_PORT
+from chatroom.config import DEFAULT_PORT, port_number
 from chatroom.tls import TlsLayer, client_context
 from formatting import layout, lines, shortcodes
 from formatting.colors import COLORS
@@ -579,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help="server port (default %(default)s)"
+    )
     parser.add_argument("--name", help="your name; asked for if not given")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--cafile", metavar="PEM", help="trust the server certificate(s) in PEM")

@@ -8,6 +8,7 @@ then waits for SIGINT or SIGTERM to shut down cleanly. The pieces live in
 
 from __future__ import annotations
 
+import errno
 import logging
 import resource
 import signal
@@ -85,6 +86,18 @@ def wait_for_signal(stop: threading.Event) -> None:
     stop.set()
 
 
+def why_not(error: Exception, settings: Settings) -> str:
+    """Why the server could not start, with the way out when there is an obvious one."""
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        return (
+            f"port {settings.port} on {settings.host} is already in use (another server?): "
+            "choose another with --port, or --port 0 for a free one"
+        )
+    if isinstance(error, socket.gaierror):
+        return f"cannot listen on {settings.host!r}: {error.strerror}"
+    return str(error)
+
+
 def serve(settings: Settings) -> int:
     configure_logging()
     files = raise_file_limit()
@@ -107,7 +120,7 @@ def serve(settings: Settings) -> int:
         server = ChatServer(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, sqlite3.Error) as error:
-        log.error("cannot start: %s", error)
+        log.error("cannot start: %s", why_not(error, settings))
         return 1
 
     operator = Operator(room, stop.set)

@@ -60,6 +60,14 @@ def _count(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, so a typo is a usage error rather than a traceback."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, not {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -128,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     net = parser.add_argument_group("network")
     net.add_argument("--host", default=d.host, metavar="ADDR", help="address to listen on")
-    net.add_argument("--port", type=_count, default=d.port, metavar="N", help="TCP port; 0 picks a free one")
+    net.add_argument(
+        "--port", type=port_number, default=d.port, metavar="N", help="TCP port; 0 picks a free one"
+    )
     net.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
     net.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
 

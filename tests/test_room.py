@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
 from formatting.sanitize import strip_sgr
-from harness import WAIT, RawClient, ServerProcess, StartServer, find_cells, pyte_color, screen_of
+from harness import ROOT, WAIT, RawClient, ServerProcess, StartServer, find_cells, pyte_color, screen_of
 from protocol import messages
 
 STAMP = r"^\[\d\d:\d\d:\d\d\] "
@@ -19,6 +21,31 @@ STAMP = r"^\[\d\d:\d\d:\d\d\] "
 def test_listening_line_names_the_real_port(server: ServerProcess) -> None:
     assert server.port > 0
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d listening on 127\.0\.0\.1:\d+", server.log.lines[-1])
+
+
+def test_a_busy_port_or_a_bad_one_is_explained() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = subprocess.run(
+            [sys.executable, str(ROOT / "Server.py"), "--port", str(port), "--db", ":memory:"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            stdin=subprocess.DEVNULL,
+        )
+    assert started.returncode == 1
+    assert f"cannot start: port {port} on 127.0.0.1 is already in use" in started.stdout + started.stderr
+    assert "--port 0 for a free one" in started.stdout + started.stderr
+    typo = subprocess.run(
+        [sys.executable, str(ROOT / "Server.py"), "--port", "55555555"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert typo.returncode == 2 and "must be a port from 0 to 65535" in typo.stderr
 
 
 def test_join_flow_name_then_wait_then_welcome(server: ServerProcess) -> None:
