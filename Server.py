@@ -127,8 +127,6 @@ def serve(settings: Settings) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
-    if not interactive:
-        threading.Thread(target=operator.run_lines, args=(sys.stdin,), name="console", daemon=True).start()
     log.info(
         "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
         server.address,
@@ -140,6 +138,8 @@ def serve(settings: Settings) -> int:
     )
     if interactive:
         run_interactive(operator, stop)
+    else:  # started after "listening", so replies to piped commands follow it in the log
+        threading.Thread(target=operator.run_lines, args=(sys.stdin,), name="console", daemon=True).start()
     stop.wait()
 
     log.info("shutting down")

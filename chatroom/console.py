@@ -44,6 +44,8 @@ COMMANDS = {
     "/help": "              this list",
 }
 NAME_COMMANDS = frozenset({"/approve", "/deny", "/kick", "/ban", "/unban", "/allow"})
+#: Commands that mean nothing without an argument; alone they get their usage.
+NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say"})
 
 
 def ask_line(member: Member) -> str:
@@ -80,6 +82,9 @@ class Operator:
             return
         word, _, rest = text.partition(" ")
         word, rest = word.lower(), rest.strip()
+        if word in NEEDS_ARGUMENT and not rest:
+            log.info("usage: %s %s", word, COMMANDS[word].split("  ")[0])
+            return
         if word in YES or word in NO:
             self._answer(word in YES, rest)
         elif word in ("/approve", "/deny"):
@@ -91,8 +96,8 @@ class Operator:
             self._who()
         elif word == "/kick":
             name, _, reason = rest.partition(" ")
-            if not name or self.room.kick(name, reason.strip()) is None:
-                elsewhere = self.room.bus.find(name_key(name)) if name else None
+            if self.room.kick(name, reason.strip()) is None:
+                elsewhere = self.room.bus.find(name_key(name))
                 if elsewhere is not None:
                     log.info(
                         "%s is on %s: its operator can kick (a /ban here applies everywhere)",
@@ -102,19 +107,17 @@ class Operator:
                 else:
                     log.info("no one called %r to kick", name)
         elif word == "/ban":
-            self._report(self.room.ban(rest) if rest else [], f"nothing new to ban for {rest!r}")
+            self._report(self.room.ban(rest), f"nothing new to ban for {rest!r}")
         elif word == "/unban":
-            self._report(self.room.unban(rest) if rest else [], f"{rest!r} is not banned")
+            self._report(self.room.unban(rest), f"{rest!r} is not banned")
         elif word == "/bans":
             bans = self.room.bans()
             log.info("bans (%d): %s", len(bans), ", ".join(f"{k} {v}" for k, v in bans) or "none")
         elif word == "/allow":
-            if rest:
-                added = self.room.allow(rest)
-                log.info("%s %s the allow-list", rest, "added to" if added else "is already on")
+            added = self.room.allow(rest)
+            log.info("%s %s the allow-list", rest, "added to" if added else "is already on")
         elif word == "/say":
-            if rest:
-                self.room.announce(rest)
+            self.room.announce(rest)
         elif word in ("/quit", "/shutdown"):
             self.shutdown()
         elif word in ("/help", "help", "?"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from harness import (
@@ -38,6 +39,19 @@ def test_help_lists_the_operator_commands(server: ServerProcess) -> None:
     server.console("/help")
     for command in ("/approve", "/deny", "/pending", "/who", "/kick", "/ban", "/unban", "/say", "/allow"):
         server.log.wait_for(rf"  {command} ")
+
+
+def test_commands_without_their_argument_show_their_usage(server: ServerProcess) -> None:
+    for command, usage in (
+        ("/kick", "NAME [why]"),
+        ("/ban", "NAME|IP"),
+        ("/say", "TEXT"),
+        ("/allow", "NAME"),
+    ):
+        server.console(command)
+        server.log.wait_for(rf"usage: {re.escape(command)} {re.escape(usage)}$")
+    server.console("/frobnicate now")
+    server.log.wait_for(r"unknown operator command '/frobnicate'; /help lists them")
 
 
 def test_ban_by_name_removes_and_keeps_out_and_survives_a_restart(
