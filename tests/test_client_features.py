@@ -63,9 +63,9 @@ def test_a_name_at_the_start_of_a_line_addresses_someone() -> None:
 
 
 def test_commands_complete_at_the_start_of_a_line() -> None:
-    assert completions("/") == [
-        f"{command} " for command in ("/private", "/msg", "/color", "/me", "/who", "/help", "/leave", "/quit")
-    ]
+    offered = ("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who", "/help", "/leave", "/quit")
+    assert completions("/") == [f"{command} " for command in offered]
+    assert completions("/n") == ["/nick "]
     assert completions("/wh") == ["/who "]
     assert completions("d", others=[]) == ["DM "]
     assert completions("say /wh") == []
