@@ -255,10 +255,10 @@ def test_a_crashed_server_frees_its_names_after_the_ttl(node: Node) -> None:
     a, c = node("a"), node("c")
     alice, _dave = enter(a, "alice"), enter(c, "dave")
     alice.expect("dave joined")
+    newcomer = RawClient(a.host, a.port)
+    assert "already taken" in answer_to_name(newcomer, "dave")  # asked before the crash: no race with the TTL
     c.proc.kill()  # kill -9: no goodbye, no clean-up
     c.proc.wait()
-    newcomer = RawClient(a.host, a.port)
-    assert "already taken" in answer_to_name(newcomer, "dave")
     wait_until(lambda: "Welcome" in answer_to_name(newcomer, "dave"), what="dave's name to expire")
     alice.send("/who")
     assert messages.WHO.match(alice.expect(messages.WHO)) == {"count": "2", "names": "alice, dave"}
