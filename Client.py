@@ -22,6 +22,7 @@ import socket
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ from formatting.colors import COLORS
 from formatting.sanitize import strip_sgr
 from protocol import messages
 from protocol.framing import Line, LineReader, encode_line
+from protocol.names import name_key
 
 EXIT_LEFT = 0
 EXIT_LOST = 1
@@ -68,14 +70,31 @@ KEYS = (
 )
 KEY_WIDTH = 12
 EXTRAS = (
+    "/ignore NAME hides NAME's messages in this client (/unignore NAME; /ignore alone lists them).",
     ":thumbs_up: and other emoji names are sent as the emoji itself.",
     "Your name in someone else's message is highlighted and rings the bell, as does a private message.",
 )
 
 #: Completed after Tab at the start of a line, besides names.
-COMMANDS = ("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who", "/help", "/leave", "/quit", "DM")
+COMMANDS = (
+    "/private",
+    "/msg",
+    "/reply",
+    "/color",
+    "/me",
+    "/nick",
+    "/who",
+    "/ignore",
+    "/unignore",
+    "/help",
+    "/leave",
+    "/quit",
+    "DM",
+)
 #: Commands whose next word is a name.
-TO_SOMEONE = frozenset({"/private", "/msg", "dm"})
+TO_SOMEONE = frozenset({"/private", "/msg", "dm", "/ignore", "/unignore"})
+#: Commands this client carries out itself; the server never sees them.
+LOCAL = frozenset({"/ignore", "/unignore"})
 #: What comes after a name at the start of a line, as irssi and weechat do.
 ADDRESS_SUFFIX = ": "
 
@@ -198,6 +217,7 @@ class Chat:
         self._last_heard: dict[str, int] = {}  # name -> when it last spoke (a count of lines)
         self._heard = 0
         self._replaying = False  # between the history markers: old news, no bells
+        self.ignored: dict[str, str] = {}  # name key -> name: /ignore, in this client only
         self._held: list[str] = []  # typed before we were let in
         self._lock = threading.Lock()  # state is shared by the input and receiving threads
         self.outcome: Outcome | None = None
@@ -234,7 +254,8 @@ class Chat:
         self.on_change()
 
     def _line(self, line: str) -> None:
-        self.show(self._noticed(line))
+        if not self._from_ignored(line):
+            self.show(self._noticed(line))
         self._track_names(line)
         if fields := messages.WAITING.match(line):
             self._set(state="waiting", name=fields["name"])
@@ -258,6 +279,13 @@ class Chat:
             self.finish(EXIT_LOST, "the server speaks TLS: add --tls")
         elif any(refusal.matches(line) for refusal in messages.REFUSALS):
             self.finish(EXIT_REFUSED, "not let in")
+
+    def _from_ignored(self, line: str) -> bool:
+        speaker = (
+            messages.MESSAGE.match(line) or messages.ACTION.match(line) or messages.PRIVATE_FROM.match(line)
+        )
+        with self._lock:
+            return speaker is not None and name_key(speaker["name"]) in self.ignored
 
     def _noticed(self, line: str) -> Incoming:
         """Who spoke, and whether it was to us: for completion order, highlight and bell."""
@@ -299,6 +327,8 @@ class Chat:
                 self.names.add(fields["new"])
                 if fields["old"] == self.name and not self._replaying:
                     self.name = fields["new"]  # /nick: mentions and the prompt follow
+                if self.ignored.pop(name_key(fields["old"]), None) is not None:
+                    self.ignored[name_key(fields["new"])] = fields["new"]  # a new name hides no one
             elif fields := messages.WHO.match(line):
                 self.names = set(fields["names"].split(", "))
             elif fields := messages.WHO_MORE.match(line):
@@ -373,6 +403,10 @@ class Chat:
         self._send("/leave")
 
     def _send(self, text: str) -> None:
+        word, _, rest = text.strip().partition(" ")
+        if word.lower() in LOCAL:
+            self._ignore(word.lower() == "/ignore", rest.strip())
+            return
         try:
             self.link.send_line(text)
         except OSError:
@@ -380,6 +414,25 @@ class Chat:
             return
         if text == "/leave":
             self.sent_leave.set()
+
+    def _ignore(self, on: bool, name: str) -> None:
+        """/ignore and /unignore: which speakers this client stops (or starts again) showing."""
+        key = name_key(name)
+        with self._lock:
+            if not name:
+                notice = messages.IGNORED_LIST(
+                    count=len(self.ignored), names=", ".join(self.ignored.values()) or "no one"
+                )
+            elif on and self.name is not None and key == name_key(self.name):
+                notice = messages.IGNORE_SELF()
+            elif on:
+                self.ignored[key] = name
+                notice = messages.IGNORING(name=name)
+            elif self.ignored.pop(key, None) is not None:
+                notice = messages.UNIGNORED(name=name)
+            else:
+                notice = messages.NOT_IGNORED(name=name)
+        self.show(Incoming(lines.notice(time.strftime("%H:%M:%S"), notice)))
 
     def prompt_text(self) -> str:
         if self.state == "naming":

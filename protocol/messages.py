@@ -141,6 +141,14 @@ KICKED = Wording(NOTICE + " You were removed by the operator{reason}.")
 SHUTTING_DOWN = Wording(NOTICE + " The server is shutting down. Bye.")
 SLOW_READER = Wording(NOTICE + " You were disconnected: your connection was not keeping up.")
 
+# --- Client.py's own notices (commands it handles without the server) -----
+
+IGNORING = Wording(NOTICE + " Ignoring {name}: their messages are hidden here (/unignore to see them again).")
+UNIGNORED = Wording(NOTICE + " No longer ignoring {name}.")
+NOT_IGNORED = Wording(NOTICE + " You are not ignoring {name}.")
+IGNORED_LIST = Wording(NOTICE + " Ignored ({count}): {names}")
+IGNORE_SELF = Wording(NOTICE + " You cannot ignore yourself.")
+
 #: The last line of the /help reply, so a client knows the list is complete.
 HELP_END = Wording(NOTICE + " Start a line with // to send text beginning with /.")
 HELP = (

@@ -63,7 +63,10 @@ def test_a_name_at_the_start_of_a_line_addresses_someone() -> None:
 
 
 def test_commands_complete_at_the_start_of_a_line() -> None:
-    offered = ("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who", "/help", "/leave", "/quit")
+    offered = (
+        *("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who"),
+        *("/ignore", "/unignore", "/help", "/leave", "/quit"),
+    )
     assert completions("/") == [f"{command} " for command in offered]
     assert completions("/n") == ["/nick "]
     assert completions("/wh") == ["/who "]
@@ -157,6 +160,38 @@ def test_a_rename_in_history_is_not_yours() -> None:
         lines.notice("12:00:00", messages.HISTORY_END()),
     )
     assert chat.name == "bob"
+
+
+def test_ignore_hides_someone_in_this_client_only() -> None:
+    shown: list[Incoming] = []
+    link = FakeLink(
+        [lines.notice("12:00:00", messages.WELCOME(name="bob", count=3, names="alice, carol, bob"))]
+    )
+    chat = Chat(cast(Link, link), "bob", True, shown.append)
+    chat.receive()
+    del shown[:]
+    chat.submit("/ignore Carol")
+    chat.submit("/ignore bob")
+    link.server_lines = [
+        lines.message("12:00:01", "carol", "spam"),
+        lines.action("12:00:02", "CAROL", "spams"),
+        lines.private("12:00:03", messages.PM_FROM(name="carol"), "psst"),
+        lines.message("12:00:04", "alice", "hello"),
+        lines.notice("12:00:05", messages.RENAMED(old="carol", new="caro")),
+        lines.message("12:00:06", "caro", "still spam"),
+    ]
+    chat.receive()
+    texts = [strip_sgr(line.text) for line in shown]
+    assert link.sent == []  # the server never hears of it
+    assert messages.IGNORING.matches(texts[0]) and messages.IGNORE_SELF.matches(texts[1])
+    assert not any("spam" in text or "psst" in text for text in texts)
+    assert any("<alice> hello" in text for text in texts) and "caro" in chat.names
+    chat.submit("/ignore")
+    assert messages.IGNORED_LIST.match(strip_sgr(shown[-1].text)) == {"count": "1", "names": "caro"}
+    chat.submit("/unignore caro")
+    chat.submit("/unignore dave")
+    assert messages.UNIGNORED.matches(strip_sgr(shown[-2].text))
+    assert messages.NOT_IGNORED.matches(strip_sgr(shown[-1].text))
 
 
 def test_history_is_highlighted_but_rings_no_bell() -> None:
@@ -377,6 +412,21 @@ def test_a_mention_is_highlighted_and_rings_the_bell(open_server: ServerProcess,
     assert not any(c.reverse for c in cells_in_row(bob, "<alice>", "hey"))
     assert not any(c.reverse for c in cells_in_row(bob, "<alice>", ", look"))
     assert bells(bob) == 1
+
+
+def test_ignore_in_a_terminal(open_server: ServerProcess, join) -> None:  # type: ignore[no-untyped-def]
+    alice, carol = open_server.connect("alice"), open_server.connect("carol")
+    bob = join("bob")
+    bob.type("/ignore carol\r")
+    bob.wait_screen(r"Ignoring carol")
+    carol.send("you cannot see me")
+    alice.send("but you see me")
+    bob.wait_screen(r"<alice> but you see me")
+    assert "cannot see me" not in bob.display()
+    bob.type("/unignore carol\r")
+    bob.wait_screen(r"No longer ignoring carol")
+    carol.send("and now?")
+    bob.wait_screen(r"<carol> and now\?")
 
 
 def test_a_private_message_rings_the_bell(open_server: ServerProcess, join) -> None:  # type: ignore[no-untyped-def]
