@@ -15,10 +15,14 @@ DEFAULT_PORT = 5555
 LOOPBACK = ("127.0.0.1", "::1")
 
 
-def default_db_path() -> str:
-    """Where history lives unless ``--db`` says otherwise (XDG state directory)."""
+def default_db_path(port: int | str = "PORT") -> str:
+    """Where history lives unless ``--db`` says otherwise (XDG state directory).
+
+    One file per port: a port is a room, and two rooms on one machine must not
+    share their history or their bans.
+    """
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
-    return os.path.join(state, "chatroom", "history.sqlite3")
+    return os.path.join(state, "chatroom", f"history-{port}.sqlite3")
 
 
 @dataclass(frozen=True)
@@ -288,7 +292,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         build_parser().error("--node names this server in a room shared through --redis")
     values = vars(args)
     values["node"] = values["node"] or ""
-    values["db"] = values["db"] if values["db"] is not None else default_db_path()
+    values["db"] = values["db"] if values["db"] is not None else default_db_path(args.port)
     values["exempt"] = tuple(ip.strip() for ip in values["exempt"].split(",") if ip.strip())
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from chatroom.config import parse_settings
 from formatting.sanitize import strip_sgr
 from harness import (
     WAIT,
@@ -464,6 +465,15 @@ def test_keepalive_is_armed_on_client_connections(open_server: ServerProcess) ->
 
 
 # --- 7. persistent history ------------------------------------------------------------------
+
+
+def test_each_port_keeps_its_own_history_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    rooms = {port: parse_settings(["--port", port]).db for port in ("5555", "6000")}
+    assert rooms == {
+        "5555": str(tmp_path / "chatroom" / "history-5555.sqlite3"),
+        "6000": str(tmp_path / "chatroom" / "history-6000.sqlite3"),
+    }
 
 
 def test_history_survives_kill_9_and_private_messages_are_never_stored(
