@@ -31,6 +31,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
 from chatroom.config import DEFAULT_PORT, port_number
+from chatroom.sockets import keepalive_options, set_options
 from chatroom.tls import TlsLayer, client_context
 from formatting import layout, lines, shortcodes
 from formatting.colors import COLORS
@@ -39,6 +40,7 @@ from protocol import messages
 from protocol.framing import Line, LineReader, encode_line
 from protocol.names import name_key
 
+KEEPALIVE_IDLE = 60  # seconds of silence before TCP asks whether the server is still there
 EXIT_LEFT = 0
 EXIT_LOST = 1
 EXIT_USAGE = 2
@@ -123,7 +125,8 @@ class Link:
     @classmethod
     def open(cls, host: str, port: int, use_tls: bool, cafile: str | None) -> Link:
         sock = socket.create_connection((host, port), timeout=10)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A quiet room is fine forever; a server that vanished is noticed within two minutes.
+        set_options(sock, [(socket.IPPROTO_TCP, "TCP_NODELAY", 1), *keepalive_options(KEEPALIVE_IDLE)])
         tls = TlsLayer(client_context(cafile), server_hostname=host) if use_tls else None
         if tls is not None:
             done = tls.handshake(b"")

@@ -8,7 +8,6 @@ name or waiting for the operator does it read with a deadline.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import select
 import socket
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from chatroom.config import Settings
 from chatroom.delivery import Peer
 from chatroom.room import Member, State, stamp
+from chatroom.sockets import keepalive_options, set_options
 from chatroom.tls import TlsLayer
 from formatting import lines
 from formatting.sanitize import clean
@@ -36,9 +36,6 @@ log = logging.getLogger("chat")
 RECV_SIZE = 65536
 TLS_HANDSHAKE_TIMEOUT = 10.0  # a TLS client sends its hello at once; a plain one waits for our greeting
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of every TLS client hello
-
-#: Keepalive probes sent before a silent peer is declared dead.
-KEEPALIVE_PROBES = 4
 
 
 class Disconnected(Exception):
@@ -69,36 +66,15 @@ def timed_out(sock: socket.socket) -> bool:
 
 
 def tune(sock: socket.socket, settings: Settings) -> None:
-    """Low latency, dead-peer detection and a bounded kernel send buffer.
-
-    Dead peers: after ``keepalive`` idle seconds TCP probes the peer, every
-    quarter of that, and drops it after ``KEEPALIVE_PROBES`` unanswered
-    probes; ``TCP_USER_TIMEOUT`` gives unacknowledged data the same
-    deadline (on Linux it also governs the keepalive verdict). A client
-    that is merely quiet answers the probes and stays forever.
+    """Low latency, dead-peer detection (``chatroom.sockets``) and a bounded kernel send buffer.
 
     Send buffer: left to autotuning, Linux lets one client that stops
     reading hold megabytes of kernel memory before our own outbox limit even
     sees it; a fixed buffer makes that limit mean what it says.
-
-    Never raises: a peer may already have reset the connection, which the
-    reading loop will see.
     """
-    idle = max(1, settings.keepalive)
-    interval = max(1, idle // 4)
     options = [(socket.SOL_SOCKET, "SO_SNDBUF", settings.sndbuf)] if settings.sndbuf else []
-    options += [
-        (socket.IPPROTO_TCP, "TCP_NODELAY", 1),
-        (socket.SOL_SOCKET, "SO_KEEPALIVE", 1),
-        (socket.IPPROTO_TCP, "TCP_KEEPIDLE", idle),
-        (socket.IPPROTO_TCP, "TCP_KEEPINTVL", interval),
-        (socket.IPPROTO_TCP, "TCP_KEEPCNT", KEEPALIVE_PROBES),
-        (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", (idle + interval * KEEPALIVE_PROBES) * 1000),
-    ]
-    for level, name, value in options:
-        if hasattr(socket, name):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(level, getattr(socket, name), value)
+    options.append((socket.IPPROTO_TCP, "TCP_NODELAY", 1))
+    set_options(sock, options + keepalive_options(settings.keepalive))
 
 
 class Session(socketserver.BaseRequestHandler):

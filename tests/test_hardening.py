@@ -451,17 +451,33 @@ def test_a_peer_that_vanishes_from_the_network_is_detected(start_server: StartSe
         ghost.wait()
 
 
+def keepalive_timers(side: str, port: int) -> str:
+    """``ss`` lines for established connections with ``side`` (sport or dport) ``port``."""
+    command = ["ss", "-tnoH", "state", "established", f"{side} = :{port}"]
+    return subprocess.run(command, capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
 def test_keepalive_is_armed_on_client_connections(open_server: ServerProcess) -> None:
-    if shutil.which("ss") is None:
-        pytest.skip("ss (iproute2) is not installed")
     _alice = open_server.connect("alice")
-
-    def timers() -> str:
-        command = ["ss", "-tnoH", "state", "established", f"sport = :{open_server.port}"]
-        return subprocess.run(command, capture_output=True, text=True).stdout
-
     # ss shows the retransmission timer while data is in flight, the keepalive one after.
-    wait_until(lambda: "timer:(keepalive," in timers(), what="the keepalive timer")
+    wait_until(
+        lambda: "timer:(keepalive," in keepalive_timers("sport", open_server.port), what="the keepalive timer"
+    )
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
+def test_client_py_notices_a_vanished_server_by_keepalive_too(open_server: ServerProcess) -> None:
+    bob = client_process(open_server.port, "--name", "bob")
+    assert bob.stdin is not None
+    try:
+        wait_until(
+            lambda: "timer:(keepalive," in keepalive_timers("dport", open_server.port),
+            what="the client's keepalive timer",
+        )
+    finally:
+        bob.stdin.close()
+        bob.wait(WAIT)
 
 
 # --- 7. persistent history ------------------------------------------------------------------
