@@ -429,6 +429,17 @@ def test_ignore_in_a_terminal(open_server: ServerProcess, join) -> None:  # type
     bob.wait_screen(r"<carol> and now\?")
 
 
+def test_a_pasted_block_waits_for_enter_then_goes_line_by_line(open_server: ServerProcess, join) -> None:  # type: ignore[no-untyped-def]
+    alice = open_server.connect("alice")
+    bob = join("bob")
+    bob.type("\x1b[200~first pasted\nsecond pasted\x1b[201~")  # a bracketed paste, as terminals send it
+    bob.wait_screen(r"second pasted")
+    assert not any("pasted" in line for line in alice.drain(0.2))  # nothing sent yet
+    bob.type("\r")
+    assert messages.MESSAGE.match(alice.expect(messages.MESSAGE)) == {"name": "bob", "text": "first pasted"}
+    assert messages.MESSAGE.match(alice.expect(messages.MESSAGE)) == {"name": "bob", "text": "second pasted"}
+
+
 def test_a_private_message_rings_the_bell(open_server: ServerProcess, join) -> None:  # type: ignore[no-untyped-def]
     alice = open_server.connect("alice")
     bob = join("bob")
