@@ -86,6 +86,7 @@ COMMANDS = (
     "/me",
     "/nick",
     "/who",
+    "/whois",
     "/ignore",
     "/unignore",
     "/help",
@@ -94,7 +95,7 @@ COMMANDS = (
     "DM",
 )
 #: Commands whose next word is a name.
-TO_SOMEONE = frozenset({"/private", "/msg", "dm", "/ignore", "/unignore"})
+TO_SOMEONE = frozenset({"/private", "/msg", "dm", "/whois", "/ignore", "/unignore"})
 #: Commands this client carries out itself; the server never sees them.
 LOCAL = frozenset({"/ignore", "/unignore"})
 #: What comes after a name at the start of a line, as irssi and weechat do.

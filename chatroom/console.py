@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from chatroom.bus import Present
-from chatroom.room import Member, Room
+from chatroom.room import Member, Room, clock
+from formatting.lines import duration
 from protocol import messages
 from protocol.names import name_key
 
@@ -172,23 +173,10 @@ def who_lines(
     now = time.monotonic()
     where = f" on {node:<16}" if node is not None else ""
     for m in members:
-        idle = _duration(now - m.last_active)
-        yield f"{m.name:<24} {m.address:<22}{where} since {_clock(m.connected_at)}, idle {idle}"
+        idle = duration(now - m.last_active)
+        yield f"{m.name:<24} {m.address:<22}{where} since {clock(m.connected_at)}, idle {idle}"
     for p in sorted(elsewhere, key=lambda p: (p.node, p.joined)):
-        yield f"{p.name:<24} {p.address:<22} on {p.node:<16} since {_clock(p.since)}"
-
-
-def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at))
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+        yield f"{p.name:<24} {p.address:<22} on {p.node:<16} since {clock(p.since)}"
 
 
 def run_interactive(operator: Operator, stop: threading.Event) -> None:
@@ -217,7 +205,7 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
         if not waiting:
             return f" {len(room.members())} in the room, nobody waiting   /help for commands"
         now = time.monotonic()
-        queue = ", ".join(f"{m.name} {m.address} ({_duration(now - m.last_active)})" for m in waiting)
+        queue = ", ".join(f"{m.name} {m.address} ({duration(now - m.last_active)})" for m in waiting)
         return f" waiting ({len(waiting)}): {queue}   y/n answers {waiting[0].name}"
 
     session: PromptSession[str] = PromptSession(

@@ -98,6 +98,11 @@ def stamp() -> str:
     return _stamped[1]
 
 
+def clock(at: float) -> str:
+    """A wall-clock time as ``HH:MM:SS``, in the server's zone like every stamp."""
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
 class Room:
     def __init__(self, settings: Settings, bus: Bus, fanout: Fanout) -> None:
         self.settings = settings
@@ -538,6 +543,29 @@ class Room:
         out = [lines.notice(now, messages.WHO(count=len(names), names=", ".join(chunks[0])))]
         out += [lines.notice(now, messages.WHO_MORE(names=", ".join(chunk))) for chunk in chunks[1:]]
         member.tell(*out)
+
+    def whois(self, member: Member, name: str) -> None:
+        """Since when someone is in the room and, on this server, how long they have been quiet."""
+        key = name_key(name)
+        with self.lock:
+            target = self._members.get(key)
+            found = (target.name, target.joined_at, time.monotonic() - target.last_active) if target else None
+        elsewhere = self.bus.find(key) if found is None else None
+        now, wall = stamp(), time.time()
+        if found is not None:
+            who, joined, idle = found
+            line = messages.WHOIS(
+                name=who, since=clock(joined), ago=lines.duration(wall - joined), idle=lines.duration(idle)
+            )
+        elif elsewhere is not None:
+            joined = elsewhere.joined
+            line = messages.WHOIS_ELSEWHERE(
+                name=elsewhere.name, since=clock(joined), ago=lines.duration(wall - joined)
+            )
+        else:
+            member.tell(lines.error(now, messages.NO_SUCH_USER(name=name)))
+            return
+        member.tell(lines.notice(now, line))
 
     # --- shutting down ----------------------------------------------------------
 

@@ -240,6 +240,8 @@ class Session(socketserver.BaseRequestHandler):
             room.rename(member, command.name)
         elif isinstance(command, commands.Who):
             room.who(member)
+        elif isinstance(command, commands.Whois):
+            room.whois(member, command.name)
         elif isinstance(command, commands.Help):
             now, colors = stamp(), commands.color_list()
             member.tell(*(lines.notice(now, text.format(colors=colors)) for text in messages.HELP))

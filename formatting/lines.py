@@ -65,3 +65,13 @@ def notice(stamp: str | None, text: str) -> str:
 def error(stamp: str | None, text: str) -> str:
     """Something went wrong with what *you* sent; only you see it."""
     return _line(stamp, [Span(text, ERROR)])
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``5m07s``, ``3h12m``: how long, as a glance wants it."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"

@@ -51,6 +51,11 @@ class Rename:
 
 
 @dataclass(frozen=True, slots=True)
+class Whois:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     pass
 
@@ -75,13 +80,14 @@ class Invalid:
     error: str
 
 
-Command = Say | Action | Private | Reply | Rename | Leave | Who | Help | Empty | Invalid
+Command = Say | Action | Private | Reply | Rename | Whois | Leave | Who | Help | Empty | Invalid
 
 PRIVATE_USAGE = "/private <name> <text>   (or: DM <name> <text>)"
 COLOR_USAGE = "/color <colour> <text>"
 ME_USAGE = "/me <action>"
 NICK_USAGE = "/nick <new name>"
 REPLY_USAGE = "/reply <text>"
+WHOIS_USAGE = "/whois <name>"
 
 _PRIVATE = frozenset({"/private", "/msg", "/pm", "/query"})
 _LEAVE = frozenset({"/leave", "/quit", "/exit", "/part"})
@@ -112,6 +118,8 @@ def parse(line: str) -> Command:
         return _reply(rest)
     if command == "/nick":
         return Rename(rest) if rest else Invalid(messages.USAGE(usage=NICK_USAGE))
+    if command == "/whois":
+        return Whois(rest) if rest else Invalid(messages.USAGE(usage=WHOIS_USAGE))
     if command in ("/who", "/names"):
         return Who()
     if command in ("/help", "/?"):

@@ -101,6 +101,8 @@ RENAMED = Wording(NOTICE + " {old} is now known as {new}")
 ANNOUNCEMENT = Wording(NOTICE + " Operator: {text}")
 WHO = Wording(NOTICE + " In the room ({count}): {names}")
 WHO_MORE = Wording(NOTICE + " ... {names}")
+WHOIS = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), idle {idle}")
+WHOIS_ELSEWHERE = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), on another server")
 # Several servers, one room (--redis): the servers lost and found each other again.
 SEPARATED = Wording(
     NOTICE + " This server lost touch with the others: for now only the {count} people here hear you."
@@ -159,6 +161,7 @@ HELP = (
     NOTICE + "   /me <action>             * you do something",
     NOTICE + "   /nick <new name>         change your name",
     NOTICE + "   /who                     who is in the room",
+    NOTICE + "   /whois <name>            since when someone is here, and how long idle",
     NOTICE + "   /leave                   leave the room (also /quit)",
     NOTICE + "   /help                    this list",
     NOTICE + " Markup: **bold** __italic__ ~~strike~~, nestable; \\** writes ** literally.",

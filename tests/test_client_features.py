@@ -64,12 +64,12 @@ def test_a_name_at_the_start_of_a_line_addresses_someone() -> None:
 
 def test_commands_complete_at_the_start_of_a_line() -> None:
     offered = (
-        *("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who"),
+        *("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who", "/whois"),
         *("/ignore", "/unignore", "/help", "/leave", "/quit"),
     )
     assert completions("/") == [f"{command} " for command in offered]
     assert completions("/n") == ["/nick "]
-    assert completions("/wh") == ["/who "]
+    assert completions("/wh") == ["/who ", "/whois "]
     assert completions("d", others=[]) == ["DM "]
     assert completions("say /wh") == []
 

@@ -232,6 +232,8 @@ def test_a_rename_is_seen_and_claimed_on_every_server(node: Node) -> None:
     assert messages.WHO.match(bob.expect(messages.WHO)) == {"count": "2", "names": "alicia, bob"}
     bob.send("/private alicia across")
     alice.expect("across")
+    bob.send("/whois alicia")
+    assert messages.WHOIS_ELSEWHERE.match(bob.expect(messages.WHOIS_ELSEWHERE))["name"] == "alicia"  # type: ignore[index]
     bob.send("/nick ALICIA")
     assert "'ALICIA' is already taken" in bob.expect(messages.RENAME_REJECTED)
     spoof = RawClient(b.host, b.port)

@@ -6,6 +6,7 @@ from protocol import messages
 from protocol.commands import (
     NICK_USAGE,
     REPLY_USAGE,
+    WHOIS_USAGE,
     Action,
     Empty,
     Help,
@@ -16,6 +17,7 @@ from protocol.commands import (
     Reply,
     Say,
     Who,
+    Whois,
     parse,
 )
 
@@ -45,6 +47,8 @@ from protocol.commands import (
         ("/me waves", Action("waves")),
         ("/nick alicia", Rename("alicia")),
         ("/reply thanks!", Reply("thanks!")),
+        ("/whois alice", Whois("alice")),
+        ("/whois", Invalid(messages.USAGE(usage=WHOIS_USAGE))),
         ("/reply /color cyan ok", Reply("ok", "cyan")),
         ("/reply", Invalid(messages.USAGE(usage=REPLY_USAGE))),
         ("/NICK two words", Rename("two words")),  # the room explains what is wrong with it

@@ -110,3 +110,11 @@ def test_plain_text_only_loses_paired_markers(text: str) -> None:
 @given(st.text(max_size=60))
 def test_escape_makes_any_text_literal(text: str) -> None:
     assert plain(escape(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (59.9, "59s"), (60, "1m00s"), (307, "5m07s"), (3600, "1h00m"), (11520, "3h12m")],
+)
+def test_durations_read_at_a_glance(seconds: float, shown: str) -> None:
+    assert lines.duration(seconds) == shown

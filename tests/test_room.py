@@ -306,6 +306,17 @@ def test_nick_checks_the_new_name_like_a_first_one(open_server: ServerProcess) -
     assert not any(messages.NAME_REJECTED.matches(line) for line in alice.lines)
 
 
+def test_whois_says_since_when_and_how_long_idle(open_server: ServerProcess) -> None:
+    alice, bob = open_server.connect("alice"), open_server.connect("bob")
+    bob.send("/whois ALICE")
+    found = messages.WHOIS.match(bob.expect(messages.WHOIS))
+    assert found is not None and found["name"] == "alice"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", found["since"]) and re.fullmatch(r"\d+s", found["idle"])
+    bob.send("/whois nobody")
+    bob.expect(messages.NO_SUCH_USER)
+    alice.close()
+
+
 def test_leave_and_disconnect_both_notify_the_room(server: ServerProcess) -> None:
     alice, bob, carol = (server.connect(n) for n in ("alice", "bob", "carol"))
     bob.send("/leave")
