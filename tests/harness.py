@@ -298,7 +298,7 @@ class Terminal:
         while True:
             try:
                 data = self.child.read_nonblocking(65536, timeout=None)
-            except (pexpect.EOF, OSError):
+            except (pexpect.EOF, OSError, ValueError):  # ValueError: closed by the test meanwhile
                 return
             with self._lock:
                 self.raw += data
