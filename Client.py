@@ -284,18 +284,21 @@ class Chat:
         elif any(refusal.matches(line) for refusal in messages.REFUSALS):
             self.finish(EXIT_REFUSED, "not let in")
 
-    def _from_ignored(self, line: str) -> bool:
-        speaker = (
+    @staticmethod
+    def _speaker(line: str) -> dict[str, str] | None:
+        """The name and text of a line someone said (to the room, as an action, or to us)."""
+        return (
             messages.MESSAGE.match(line) or messages.ACTION.match(line) or messages.PRIVATE_FROM.match(line)
         )
+
+    def _from_ignored(self, line: str) -> bool:
+        speaker = self._speaker(line)
         with self._lock:
             return speaker is not None and name_key(speaker["name"]) in self.ignored
 
     def _noticed(self, line: str) -> Incoming:
         """Who spoke, and whether it was to us: for completion order, highlight and bell."""
-        speaker = (
-            messages.MESSAGE.match(line) or messages.ACTION.match(line) or messages.PRIVATE_FROM.match(line)
-        )
+        speaker = self._speaker(line)
         if speaker is None:
             return Incoming(line, label_length(line))
         with self._lock:
