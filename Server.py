@@ -22,6 +22,7 @@ from chatroom.config import Settings, parse_settings
 from chatroom.console import Operator, run_interactive
 from chatroom.delivery import Fanout
 from chatroom.listener import ChatServer
+from chatroom.logpipe import PipeLog, is_pipe
 from chatroom.room import Room
 from chatroom.storage import Store
 from chatroom.tls import server_context
@@ -34,27 +35,44 @@ SHUTDOWN_GRACE = 3.0
 
 
 class ConsoleHandler(logging.Handler):
-    """Log lines to whatever ``sys.stdout`` is now (the console may redirect it above its prompt)."""
+    """Log lines to whatever ``sys.stdout`` is now (the console may redirect it above its prompt).
+
+    When standard output is a pipe, lines go through a ``PipeLog``, so a reader
+    that stops reading never stops the room (see ``chatroom.logpipe``).
+    """
+
+    def __init__(self, pipe: PipeLog | None) -> None:
+        super().__init__()
+        self.pipe = pipe
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stdout.write(self.format(record) + "\n")
-            sys.stdout.flush()
+            line = self.format(record) + "\n"
+            if self.pipe is not None and sys.stdout is sys.__stdout__:
+                self.pipe.write(line.encode("utf-8", "backslashreplace"))
+            else:
+                sys.stdout.write(line)
+                sys.stdout.flush()
         except Exception:
             self.handleError(record)
 
+    def flush(self) -> None:
+        if self.pipe is not None:
+            self.pipe.flush(SHUTDOWN_GRACE)
 
-def configure_logging() -> None:
+
+def configure_logging() -> ConsoleHandler:
     # Records need no thread or process names; asking for the thread's would
     # create a threading object for each client thread (see chatroom.listener).
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = ConsoleHandler()
+    handler = ConsoleHandler(PipeLog(sys.stdout.fileno()) if is_pipe(sys.stdout.fileno()) else None)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    return handler
 
 
 def raise_file_limit() -> int:
@@ -99,16 +117,16 @@ def why_not(error: Exception, settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
-    configure_logging()
-    files = raise_file_limit()
-    threading.stack_size(settings.thread_stack_kib * 1024)
-    stop = threading.Event()
     # No signal handlers: a handler runs between two bytecodes of the main
     # thread, and if that thread is inside ``stop.wait()`` holding the Event's
     # own lock, ``stop.set()`` in the handler deadlocks. Instead the stop
     # signals stay blocked in every thread (threads inherit the mask, so block
-    # before any starts) and one thread takes them with sigwait().
+    # before any starts, the log's own included) and one thread takes them with sigwait().
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    log_output = configure_logging()
+    files = raise_file_limit()
+    threading.stack_size(settings.thread_stack_kib * 1024)
+    stop = threading.Event()
     threading.Thread(target=wait_for_signal, args=(stop,), name="signals", daemon=True).start()
     try:
         tls = None
@@ -127,6 +145,15 @@ def serve(settings: Settings) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
+    listening = threading.Event()
+    if not interactive:
+        # Every thread exists before the "listening" line (tests count them from
+        # there), but piped commands are read after it, so their replies follow it.
+        def console() -> None:
+            listening.wait()
+            operator.run_lines(sys.stdin)
+
+        threading.Thread(target=console, name="console", daemon=True).start()
     log.info(
         "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
         server.address,
@@ -136,10 +163,9 @@ def serve(settings: Settings) -> int:
         bus.where,
         files,
     )
+    listening.set()
     if interactive:
         run_interactive(operator, stop)
-    else:  # started after "listening", so replies to piped commands follow it in the log
-        threading.Thread(target=operator.run_lines, args=(sys.stdin,), name="console", daemon=True).start()
     stop.wait()
 
     log.info("shutting down")
@@ -148,6 +174,7 @@ def serve(settings: Settings) -> int:
     room.close()  # closes the bus too
     fanout.stop(SHUTDOWN_GRACE)
     log.info("stopped")
+    log_output.flush()  # a log reader that has stalled gets a few seconds, not forever
     return 0
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import selectors
 import shutil
+import signal
 import socket
 import sqlite3
 import ssl
@@ -24,6 +25,8 @@ import pytest
 from chatroom.config import parse_settings
 from formatting.sanitize import strip_sgr
 from harness import (
+    PYTHON,
+    ROOT,
     WAIT,
     RawClient,
     ServerProcess,
@@ -300,12 +303,16 @@ def test_nothing_reaches_or_leaves_an_unapproved_client(server: ServerProcess) -
 
 def settle(server: ServerProcess, threads: int, fds: int) -> None:
     pid = server.proc.pid
-    wait_until(
-        lambda: process_threads(pid) <= threads and process_fds(pid) <= fds,
-        20,
-        f"threads back to {threads} and fds back to {fds} "
-        f"(now {process_threads(pid)} and {process_fds(pid)})",
-    )
+    seen: list[tuple[int, int]] = []
+
+    def back() -> bool:
+        seen.append((process_threads(pid), process_fds(pid)))
+        return seen[-1][0] <= threads and seen[-1][1] <= fds
+
+    try:
+        wait_until(back, 20, f"threads back to {threads} and fds back to {fds}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last seen {seen[-1][0]} and {seen[-1][1]}") from None
 
 
 def test_hundreds_of_abrupt_resets_leave_no_trace(start_server: StartServer) -> None:
@@ -526,6 +533,46 @@ def test_memory_db_keeps_nothing_across_restarts(start_server: StartServer) -> N
     assert not any(messages.HISTORY_START.matches(line) for line in late.drain())
 
 
+def test_a_log_reader_that_stops_reading_never_stops_the_room() -> None:
+    """``Server.py | something-stuck``: the log backs up, the room and SIGTERM do not."""
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            str(ROOT / "Server.py"),
+            "--port",
+            "0",
+            "--db",
+            ":memory:",
+            "--approve",
+            "all",
+            "--flood-rate",
+            "0",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()  # and then never read again
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", first)
+        assert found, first
+        port = int(found.group(1))
+        alice, bob = RawClient("127.0.0.1", port), RawClient("127.0.0.1", port)
+        for client, name in ((alice, "alice"), (bob, "bob")):
+            client.send_name(name)
+            client.expect(messages.WELCOME)
+        # Each line is logged: about 200 KB of log, three times what the pipe holds.
+        alice.sock.sendall("".join(f"line {i} of a log nobody reads\n" for i in range(3000)).encode())
+        bob.expect(r"<alice> line 2999 of a log nobody reads", timeout=WAIT * 3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT) == 0
+        bob.expect(messages.SHUTTING_DOWN)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # --- 8. graceful shutdown ----------------------------------------------------------------------
 
 
@@ -552,8 +599,6 @@ def test_sigterm_tells_everyone_flushes_history_and_exits_0(
 
 
 def test_sigint_is_a_clean_shutdown_too(open_server: ServerProcess) -> None:
-    import signal
-
     alice = open_server.connect("alice")
     open_server.proc.send_signal(signal.SIGINT)
     assert open_server.proc.wait(WAIT) == 0
