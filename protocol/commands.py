@@ -92,6 +92,7 @@ WHOIS_USAGE = "/whois <name>"
 _PRIVATE = frozenset({"/private", "/msg", "/pm", "/query"})
 _LEAVE = frozenset({"/leave", "/quit", "/exit", "/part"})
 _DM = frozenset({"DM", "dm"})
+_COLOR = frozenset({"/color", "/colour"})
 
 
 def parse(line: str) -> Command:
@@ -110,7 +111,7 @@ def parse(line: str) -> Command:
         return _private(rest)
     if command in _LEAVE:
         return Leave()
-    if command == "/color" or command == "/colour":
+    if command in _COLOR:
         return _colored(rest, Say)
     if command == "/me":
         return Action(rest) if rest else Invalid(messages.USAGE(usage=ME_USAGE))
@@ -136,19 +137,19 @@ def _private(rest: str) -> Command:
     recipient, body = _split(rest)
     if not recipient or not body:
         return Invalid(messages.USAGE(usage=PRIVATE_USAGE))
-    word, colored_body = _split(body)
-    if word.lower() in ("/color", "/colour"):
-        return _colored(colored_body, lambda text, color: Private(recipient, text, color))
-    return Private(recipient, body)
+    return _maybe_colored(body, lambda text, color: Private(recipient, text, color))
 
 
 def _reply(rest: str) -> Command:
-    if not rest:
-        return Invalid(messages.USAGE(usage=REPLY_USAGE))
-    word, colored_body = _split(rest)
-    if word.lower() in ("/color", "/colour"):
-        return _colored(colored_body, Reply)
-    return Reply(rest)
+    return _maybe_colored(rest, Reply) if rest else Invalid(messages.USAGE(usage=REPLY_USAGE))
+
+
+def _maybe_colored(body: str, build: Callable[[str, str | None], Command]) -> Command:
+    """A private text, which may itself be ``/color <colour> <text>``."""
+    word, colored_body = _split(body)
+    if word.lower() in _COLOR:
+        return _colored(colored_body, build)
+    return build(body, None)
 
 
 def _colored(rest: str, build: Callable[[str, str], Command]) -> Command:
