@@ -164,20 +164,28 @@ class Room:
             return checked.reason
         key = name_key(checked)
         with self.lock:
-            if self.access.banned(key=key):
-                # Named but unclaimed: request() turns a banned name away
-                # with that reason, even while its old holder's claim lingers.
-                member.name, member.key = checked, key
-                return None
-            if key in self._names:
-                return messages.NAME_TAKEN.format(name=checked)
-            self._names[key] = member
+            banned = self.access.banned(key=key)
+        # A banned name is named but not held: request() turns it away with
+        # that reason, even while its old holder's claim lingers elsewhere.
+        reason = None if banned else self._hold_name(member, checked, key)
+        if reason is None:
             member.name, member.key = checked, key
+        return reason
+
+    def _hold_name(self, member: Member, name: str, key: str) -> str | None:
+        """Reserve ``key`` for ``member`` here, then on every server; why not, if it is taken.
+
+        Held here first, so two people on this server cannot both get it while
+        the rest of the room is asked (which is done without the lock).
+        """
+        with self.lock:
+            if key in self._names:
+                return messages.NAME_TAKEN.format(name=name)
+            self._names[key] = member
         if not self.bus.claim(key):  # someone on another server has it
             with self.lock:
                 del self._names[key]
-                member.name, member.key = "", ""
-            return messages.NAME_TAKEN.format(name=checked)
+            return messages.NAME_TAKEN.format(name=name)
         return None
 
     def request(self, member: Member) -> None:
@@ -403,12 +411,8 @@ class Room:
         key, old_key, old_name = name_key(checked), member.key, member.name
         with self.lock:
             reason = self._rename_refusal(member, checked, key)
-            if reason is None and key != old_key:
-                self._names[key] = member  # held while the rest of the room is asked
-        if reason is None and key != old_key and not self.bus.claim(key):
-            with self.lock:
-                del self._names[key]
-            reason = messages.NAME_TAKEN.format(name=checked)
+        if reason is None and key != old_key:  # a new name, not a new spelling of this one
+            reason = self._hold_name(member, checked, key)
         if reason is not None:
             member.tell(lines.error(stamp(), messages.RENAME_REJECTED(reason=reason)))
             return
@@ -444,8 +448,6 @@ class Room:
             return messages.NAME_BANNED
         if self.settings.approve == "allowlist" and not self.access.allowed(key):
             return messages.NAME_NOT_ALLOWED
-        if key != member.key and key in self._names:
-            return messages.NAME_TAKEN.format(name=name)
         return None
 
     # --- talking --------------------------------------------------------------
