@@ -258,8 +258,9 @@ class Chat:
         self.on_change()
 
     def _line(self, line: str) -> None:
-        if not self._from_ignored(line):
-            self.show(self._noticed(line))
+        speaker = self._speaker(line)
+        if not self._ignores(speaker):
+            self.show(self._noticed(line, speaker))
         self._track_names(line)
         if fields := messages.WAITING.match(line):
             self._set(state="waiting", name=fields["name"])
@@ -291,14 +292,12 @@ class Chat:
             messages.MESSAGE.match(line) or messages.ACTION.match(line) or messages.PRIVATE_FROM.match(line)
         )
 
-    def _from_ignored(self, line: str) -> bool:
-        speaker = self._speaker(line)
+    def _ignores(self, speaker: dict[str, str] | None) -> bool:
         with self._lock:
             return speaker is not None and name_key(speaker["name"]) in self.ignored
 
-    def _noticed(self, line: str) -> Incoming:
+    def _noticed(self, line: str, speaker: dict[str, str] | None) -> Incoming:
         """Who spoke, and whether it was to us: for completion order, highlight and bell."""
-        speaker = self._speaker(line)
         if speaker is None:
             return Incoming(line, label_length(line))
         with self._lock:
