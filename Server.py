@@ -48,7 +48,7 @@ class ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + "\n"
-            if self.pipe is not None and sys.stdout is sys.__stdout__:
+            if self.pipe is not None:  # never with the interactive console: that needs a terminal
                 self.pipe.write(line.encode("utf-8", "backslashreplace"))
             else:
                 sys.stdout.write(line)
@@ -57,11 +57,12 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
     def flush(self) -> None:
+        """At exit (``logging.shutdown``): a reader that has stalled gets a few seconds, not forever."""
         if self.pipe is not None:
             self.pipe.flush(SHUTDOWN_GRACE)
 
 
-def configure_logging() -> ConsoleHandler:
+def configure_logging() -> None:
     # Records need no thread or process names; asking for the thread's would
     # create a threading object for each client thread (see chatroom.listener).
     logging.logThreads = False
@@ -72,7 +73,6 @@ def configure_logging() -> ConsoleHandler:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    return handler
 
 
 def raise_file_limit() -> int:
@@ -123,7 +123,7 @@ def serve(settings: Settings) -> int:
     # signals stay blocked in every thread (threads inherit the mask, so block
     # before any starts, the log's own included) and one thread takes them with sigwait().
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    log_output = configure_logging()
+    configure_logging()
     files = raise_file_limit()
     threading.stack_size(settings.thread_stack_kib * 1024)
     stop = threading.Event()
@@ -174,7 +174,6 @@ def serve(settings: Settings) -> int:
     room.close()  # closes the bus too
     fanout.stop(SHUTDOWN_GRACE)
     log.info("stopped")
-    log_output.flush()  # a log reader that has stalled gets a few seconds, not forever
     return 0
 
 
