@@ -17,6 +17,7 @@ import sqlite3
 import sys
 import threading
 
+from chatroom.access import Access, read_allow_file
 from chatroom.bus import Bus, LocalBus
 from chatroom.config import Settings, parse_settings
 from chatroom.console import Operator, run_interactive
@@ -86,7 +87,7 @@ def raise_file_limit() -> int:
 def make_bus(settings: Settings) -> Bus:
     """SQLite on our own, or a room shared through Redis; redis-py is imported only for the latter."""
     if not settings.redis:
-        return LocalBus(Store(settings.db), settings.history)
+        return LocalBus(Store(settings.db, settings.history, lambda text: log.warning("%s", text)))
     try:
         from chatroom.cluster import ClusterBus
     except ModuleNotFoundError as error:
@@ -134,7 +135,7 @@ def serve(settings: Settings) -> int:
             tls = server_context(settings.tls_cert, settings.tls_key)
         bus = make_bus(settings)
         fanout = Fanout(settings.fanout_threads)
-        room = Room(settings, bus, fanout)
+        room = Room(settings, bus, fanout, Access(bus.bans(), read_allow_file(settings.allow_file)))
         server = ChatServer(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, sqlite3.Error) as error:
@@ -171,7 +172,7 @@ def serve(settings: Settings) -> int:
     log.info("shutting down")
     server.shutdown()
     server.server_close()
-    room.close()  # closes the bus too
+    bus.close(room.close(), SHUTDOWN_GRACE / 2)
     fanout.stop(SHUTDOWN_GRACE)
     log.info("stopped")
     return 0

@@ -1,17 +1,14 @@
 """Who may not come in (bans) and who comes in without asking (the allow-list).
 
-Bans are kept in the store, so they outlive restarts; a ban names either a
-person (by name key, so case and look-alikes do not dodge it) or an address.
+A ban names either a person (by name key, so case and look-alikes do not
+dodge it) or an address. ``Access`` is the rules' view of both, plain sets
+without I/O; the shell stores bans through the bus (SQLite, or Redis shared
+by every server) and appends to the allow-list file.
+
 The allow-list is a plain file of names, one per line, that the operator can
 edit by hand; ``/allow`` appends to it. An allow-listed *name* is a
 convenience, not authentication: anyone may type that name, so use it on
 networks you trust, or together with TLS and a firewall.
-
-Bans are written through a ``BanStore``: the SQLite store for a server on its
-own, or the cluster bus, which keeps them in Redis and tells the other
-servers (``note`` is how their bans arrive here).
-
-Not thread-safe on its own: the room calls it under its lock.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import contextlib
 import ipaddress
 import os
 from collections.abc import Iterable
-from typing import Protocol
 
 from protocol.names import name_key
 
@@ -36,35 +32,23 @@ def is_address(text: str) -> bool:
     return True
 
 
-class BanStore(Protocol):
-    def bans(self) -> list[tuple[str, str]]: ...
-    def add_ban(self, kind: str, value: str) -> None: ...
-    def remove_ban(self, kind: str, value: str) -> None: ...
-
-
 class Access:
-    def __init__(self, store: BanStore, allow_file: str | None) -> None:
-        self._store = store
-        self._banned = {(kind, value) for kind, value in store.bans()}
-        self.allow_file = allow_file
-        self._allowed: set[str] = set()
-        if allow_file and os.path.exists(allow_file):
-            with open(allow_file, encoding="utf-8") as lines:
-                self._allowed = {name_key(n) for line in lines if (n := line.split("#")[0].strip())}
+    def __init__(self, bans: Iterable[tuple[str, str]] = (), allowed: Iterable[str] = ()) -> None:
+        self._banned = set(bans)
+        self._allowed = {name_key(name) for name in allowed}
 
     # --- bans ----------------------------------------------------------------------
 
     def banned(self, host: str = "", key: str = "") -> bool:
         return (ADDRESS, host) in self._banned or (NAME, key) in self._banned
 
-    def ban(self, kind: str, value: str) -> bool:
-        """Add a ban; False if it was already there."""
-        value = self._normal(kind, value)
-        if (kind, value) in self._banned:
-            return False
-        self._banned.add((kind, value))
-        self._store.add_ban(kind, value)
-        return True
+    def ban(self, kind: str, value: str) -> tuple[str, str] | None:
+        """Add a ban; the entry as stored, or None if it was there already."""
+        entry = (kind, self._normal(kind, value))
+        if entry in self._banned:
+            return None
+        self._banned.add(entry)
+        return entry
 
     def unban(self, target: str) -> list[tuple[str, str]]:
         """Lift every ban ``target`` names (an address, or a name); returns what was lifted."""
@@ -73,7 +57,6 @@ class Access:
         if entry not in self._banned:
             return []
         self._banned.discard(entry)
-        self._store.remove_ban(*entry)
         return [entry]
 
     def bans(self) -> list[tuple[str, str]]:
@@ -110,12 +93,25 @@ class Access:
         return key in self._allowed
 
     def allow(self, name: str) -> bool:
-        """Put ``name`` on the allow-list (and in the file); False if it was there."""
+        """Put ``name`` on the allow-list; False if it was there."""
         key = name_key(name)
         if key in self._allowed:
             return False
         self._allowed.add(key)
-        if self.allow_file:
-            with open(self.allow_file, "a", encoding="utf-8") as out:
-                out.write(name + "\n")
         return True
+
+
+# --- the allow-list file (the shell reads it at start and appends to it) ---------------
+
+
+def read_allow_file(path: str | None) -> list[str]:
+    """The names in an allow-list file (``#`` starts a comment); none if there is no file."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as lines:
+        return [name for line in lines if (name := line.split("#")[0].strip())]
+
+
+def append_allow_file(path: str, name: str) -> None:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(name + "\n")

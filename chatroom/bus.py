@@ -1,39 +1,89 @@
-"""The room's one seam to the rest of the room: where public lines, names, presence and bans go.
+"""The room's seam to the rest of the room: other servers, and where history and bans are kept.
 
-A ``Room`` knows the people connected to *this* server. Everything that may
-concern people on other servers goes through its bus:
+The room (``chatroom.room``) knows the people connected to *this* server.
+What may concern anyone else goes through its bus:
 
-* ``LocalBus`` (here) is the room on its own, exactly as it always was:
-  history and bans in SQLite, every name and person local, nobody elsewhere.
-* ``chatroom.cluster.ClusterBus`` shares one room between several servers
-  through Redis (``--redis``); its docstring describes how.
+* ``LocalBus`` (here): a server on its own. History and bans in the SQLite
+  store (``chatroom.storage``), every name and person local.
+* ``chatroom.cluster.ClusterBus``: one room shared by several servers
+  through Redis (``--redis``); its docstring says how.
 
-The calling rules keep the room's one-lock rule intact:
+The room hands the bus *operations*, small frozen dataclasses, in the order
+it decided them (``send``), and asks it *questions* (``claim``, ``elsewhere``,
+``find``). What other servers say comes back through the room's entry points
+(``RoomEvents``), which take the room's lock themselves: a bus never holds it.
 
-* ``publish``, ``recent``, ``enter``, ``leave``, ``release`` and the ban
-  methods are called with ``Room.lock`` held (``private`` may be). They must
-  not wait for the network: a remote bus queues the work for a thread of its
-  own, which keeps the order in which they were called.
-* ``claim``, ``elsewhere`` and ``find`` ask the rest of the room a question
-  and wait for the answer, so they are called *without* the lock.
-* ``publish`` returns True when the caller is to deliver the line to this
-  server's readers now (a lone server, or a cluster server cut off from
-  Redis); False means the line comes back through the room's
-  ``deliver_locked`` in the order the whole room sees it.
+Calling rules, which keep the room's lock short:
+
+* ``send``, ``remember``, ``recent``, ``part`` and ``rejoin`` are called with
+  the room's lock held. They never wait for the network or a disk: work is
+  queued for a thread of the bus's own, which keeps the order of the calls.
+* ``claim``, ``elsewhere`` and ``find`` wait for an answer from the other
+  servers, so they are called *without* the lock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from chatroom.storage import History, Store
+from chatroom.storage import Store
 
-if TYPE_CHECKING:
-    from chatroom.room import Member, Room
+# --- operations: what the room tells the rest of the room ---------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Public lines for everyone on every server; they come back through ``RoomEvents.lines_arrived``."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Enter:
+    """Someone here is in the room now (or under a new name)."""
+
+    key: str
+    name: str
+    address: str
+    since: float  # connected (wall clock)
+    joined: float  # let in (wall clock)
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A name someone here held is free again."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendPrivate:
+    """A private message, rendered, for someone on server ``node``."""
+
+    node: str
+    key: str
+    sender: str
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class BanChange:
+    kind: str
+    value: str
+    banned: bool
+
+
+Op = Publish | Enter | Leave | Release | SendPrivate | BanChange
+
+
+@dataclass(frozen=True, slots=True)
 class Present:
     """Someone in the room on another server, as the bus last heard of them."""
 
@@ -44,76 +94,80 @@ class Present:
     joined: float  # let in (wall clock); the room lists people in this order
 
 
+class RoomEvents(Protocol):
+    """The room's entry points for what arrives from other servers; each takes the room's lock."""
+
+    def lines_arrived(self, rendered: list[str], new: list[str]) -> None:
+        """Public lines to deliver here; ``new``: those this server's history does not hold yet."""
+
+    def private_arrived(self, key: str, sender: str, line: str) -> None: ...
+    def ban_arrived(self, kind: str, value: str, banned: bool, node: str) -> None: ...
+    def names_lost(self, keys: list[str]) -> None: ...
+    def bans_stored(self, stored: list[tuple[str, str]]) -> None: ...
+    def bus_lost(self) -> None: ...
+    def bus_back(self, elsewhere: int, announce: bool = True) -> None: ...
+    def bans(self) -> list[tuple[str, str]]: ...
+    def count(self) -> int: ...
+
+
 class Bus(Protocol):
     #: This server's name among several; None for a server on its own.
     node: str | None
     #: Where history and bans are kept, for the log.
     where: str
 
-    def start(self, room: Room, node: str) -> None: ...
-    def close(self, farewells: list[str]) -> None: ...
+    def start(self, room: RoomEvents, node: str) -> None: ...
+    def close(self, farewells: Sequence[str], timeout: float) -> None: ...
 
-    # Called with Room.lock held (private: may be); never waits for the network.
-    def publish(self, lines: list[str]) -> bool: ...
+    # With the room's lock held; never waits.
+    def send(self, op: Op) -> None: ...
+    def remember(self, lines: Sequence[str]) -> None: ...
     def recent(self) -> list[str]: ...
-    def enter(self, member: Member) -> None: ...
-    def leave(self, member: Member) -> None: ...
-    def release(self, key: str) -> None: ...
-    def private(self, where: Present, key: str, sender: str, line: str) -> None: ...
-    def bans(self) -> list[tuple[str, str]]: ...
-    def add_ban(self, kind: str, value: str) -> None: ...
-    def remove_ban(self, kind: str, value: str) -> None: ...
+    def part(self) -> list[str]: ...
+    def rejoin(self) -> None: ...
 
-    # Called without the lock; may wait for an answer.
+    # Without the lock; may wait for an answer.
+    def bans(self) -> list[tuple[str, str]]: ...
     def claim(self, key: str) -> bool: ...
     def elsewhere(self) -> list[Present]: ...
     def find(self, key: str) -> Present | None: ...
 
 
 class LocalBus:
-    """A server on its own: history and bans in SQLite, and no one anywhere else."""
+    """A server on its own: history and bans in the store, and no one anywhere else."""
 
     node: str | None = None
 
-    def __init__(self, store: Store, keep: int) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.where = store.path
-        self._history = History(store, keep)
 
-    def start(self, room: Room, node: str) -> None:
+    def start(self, room: RoomEvents, node: str) -> None:
         """Nothing to join."""
 
-    def close(self, farewells: list[str]) -> None:
-        """No one elsewhere needs the farewells; history is already committed."""
-        self.store.close()
+    def close(self, farewells: Sequence[str], timeout: float) -> None:
+        """No one elsewhere needs the farewells; what is queued for the store is written out."""
+        self.store.close(timeout)
 
-    def publish(self, lines: list[str]) -> bool:
-        self._history.extend(lines)  # committed before anyone sees them (see chatroom.storage)
-        return True
+    def send(self, op: Op) -> None:
+        if isinstance(op, BanChange):
+            self.store.save_ban(op.kind, op.value, op.banned)
+        # Nobody else to tell about the rest (the room never publishes on its own).
+
+    def remember(self, lines: Sequence[str]) -> None:
+        self.store.append(lines)
 
     def recent(self) -> list[str]:
-        return self._history.recent()
+        return self.store.recent()
 
-    def enter(self, member: Member) -> None:
-        pass
+    def part(self) -> list[str]:
+        return []  # never joined
 
-    def leave(self, member: Member) -> None:
-        pass
-
-    def release(self, key: str) -> None:
-        pass
-
-    def private(self, where: Present, key: str, sender: str, line: str) -> None:
-        raise AssertionError("no one is elsewhere")  # find() never finds anyone
+    def rejoin(self) -> None:
+        raise AssertionError("a server on its own never joins other servers")
 
     def bans(self) -> list[tuple[str, str]]:
         return self.store.bans()
-
-    def add_ban(self, kind: str, value: str) -> None:
-        self.store.add_ban(kind, value)
-
-    def remove_ban(self, kind: str, value: str) -> None:
-        self.store.remove_ban(kind, value)
 
     def claim(self, key: str) -> bool:
         return True  # the room has checked its own names already

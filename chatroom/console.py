@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from chatroom.bus import Present
-from chatroom.room import Member, Room, clock
+from chatroom.room import Room
+from chatroom.rules import Member
 from formatting.lines import duration
+from formatting.lines import stamp as clock
 from protocol import messages
 from protocol.names import name_key
 

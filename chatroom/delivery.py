@@ -14,25 +14,18 @@ elsewhere, by a small fixed number of shard threads (``Fanout``), because:
   What the kernel does not take waits in that peer's outbox, flushed when
   the selector says the socket is writable. An outbox over its limit means
   the peer stopped reading: it is cut off, and nobody else waits for it.
-* Shards split the peers between them, so sends run on several cores
-  while the GIL is released inside ``send``.
+* Shards split the peers between them, so one thread's wait for the GIL
+  does not hold up every reader (``--fanout-threads``; ``bench/README.md``
+  has what each number did).
 * Under load a shard that has just taken a big batch waits ``COALESCE``
   before the next one, so readers get fewer, larger sends.
 
-What the measurements said (2 cores, loopback; ``bench/README.md``)
--------------------------------------------------------------------
-* A loopback ``send`` costs about 7 us, Python's share of it well under 1:
-  at 10,000 readers a line is 70 ms of sending, whoever sends it.
-* Two shard threads do not send faster than one in isolation (8,000 sends:
-  62 vs 63 ms; each send hands the GIL over and back), but with the load
-  generator on the same cores they keep the tail short: p99 at 5,000
-  clients 97 ms with two, 248 ms with one; three or four were no better.
-  Separate processes would send in parallel (52 -> 34 ms for 8,000 sends),
-  at the price of a process per shard and passing every socket over; not
-  done.
-* Coalescing: a flood at 50 clients went from 0.55M to 1.2M deliveries/s
-  with the 5 ms wait; at 200 lines/s batches hold one line and nothing
-  waits.
+Renderings
+----------
+Every member's connection wants the same line in its own form: a terminal
+gets UTF-8 lines with SGR codes (``ANSI_LINES``); other kinds of connection
+bring their own ``Rendering``. A broadcast carries the lines once
+(``Outgoing``) and is encoded once per rendering, not once per reader.
 
 Ownership rules (they make the locking trivial)
 -----------------------------------------------
@@ -55,8 +48,11 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from protocol.framing import encode_line
 
 log = logging.getLogger("chat")
 
@@ -79,8 +75,43 @@ class Transform(Protocol):
     def encrypt(self, data: bytes) -> bytes: ...
 
 
+class Rendering(Protocol):
+    """How one kind of connection wants lines the room rendered (text with SGR codes)."""
+
+    def encode(self, lines: Sequence[str]) -> bytes: ...
+
+
+class AnsiLines:
+    """Terminals, nc and telnet: each line as UTF-8 ending CRLF, styles as SGR codes."""
+
+    def encode(self, lines: Sequence[str]) -> bytes:
+        return b"".join(encode_line(line) for line in lines)
+
+
+ANSI_LINES = AnsiLines()
+
+
+class Outgoing:
+    """A broadcast: lines, encoded once for each rendering that asks (first by ``ANSI_LINES``)."""
+
+    __slots__ = ("_encoded", "lines")
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = lines
+        self._encoded: dict[Rendering, bytes] = {ANSI_LINES: ANSI_LINES.encode(lines)}
+
+    def encoded(self, rendering: Rendering) -> bytes:
+        data = self._encoded.get(rendering)
+        if data is None:  # two shards may both get here: they compute the same bytes
+            data = self._encoded[rendering] = rendering.encode(self.lines)
+        return data
+
+
 class Peer:
-    """The writing side of one connection. Only its shard touches the mutable parts."""
+    """The writing side of one connection, and how the room reaches it (``chatroom.effects.Connection``).
+
+    Only its shard touches the mutable parts; the methods are safe from any thread.
+    """
 
     __slots__ = (
         "_closed",
@@ -92,15 +123,19 @@ class Peer:
         "drop_reason",
         "label",
         "limit",
+        "rendering",
         "shard",
         "sock",
         "transform",
     )
 
-    def __init__(self, sock: socket.socket, label: str, limit: int) -> None:
+    def __init__(
+        self, sock: socket.socket, label: str, limit: int, rendering: Rendering = ANSI_LINES
+    ) -> None:
         self.sock = sock
         self.label = label
         self.limit = limit
+        self.rendering = rendering
         self.transform: Transform | None = None
         self.shard: Shard | None = None
         #: Why the shard cut this peer off, for the reader thread to report.
@@ -112,13 +147,19 @@ class Peer:
         self._closed = False
         self._deadline = 0.0
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    # Convenience wrappers, safe from any thread.
     def send(self, data: bytes) -> None:
+        """Bytes as they are (a prompt without a newline, say), after what was queued before."""
         self._shard().post(_SEND, self, data)
+
+    def tell(self, lines: Sequence[str]) -> None:
+        self.send(self.rendering.encode(lines))
+
+    def attach(self) -> None:
+        """From now on this peer gets every broadcast (after what is queued for it)."""
+        self._shard().post(_ATTACH, self)
+
+    def detach(self) -> None:
+        self._shard().post(_DETACH, self)
 
     def hang_up(self) -> None:
         """Flush what is queued, then shut the socket down so its reader wakes up."""
@@ -148,7 +189,6 @@ _ATTACH = _Kind("attach")
 _DETACH = _Kind("detach")
 _HANGUP = _Kind("hangup")
 _RELEASE = _Kind("release")
-_CALL = _Kind("call")
 _STOP = _Kind("stop")
 
 _Event = tuple[_Kind, object, object]
@@ -223,19 +263,15 @@ class Shard(threading.Thread):
             pass
 
     def _apply(self, events: list[_Event]) -> None:
-        run: list[bytes] = []  # consecutive broadcasts, sent as one blob
+        run: list[Outgoing] = []  # consecutive broadcasts, sent as one blob
         for kind, peer, data in events:
             if kind is _BROADCAST:
-                assert isinstance(data, bytes)
+                assert isinstance(data, Outgoing)
                 run.append(data)
                 continue
             if run:
-                self._fan_out(b"".join(run))
+                self._fan_out(run)
                 run = []
-            if kind is _CALL:
-                assert callable(data)
-                data()
-                continue
             if kind is _STOP:
                 self._stopping = True
                 continue
@@ -256,10 +292,14 @@ class Shard(threading.Thread):
                 self._members.pop(peer, None)
                 self._linger(peer)
         if run:
-            self._fan_out(b"".join(run))
+            self._fan_out(run)
 
-    def _fan_out(self, blob: bytes) -> None:
+    def _fan_out(self, run: list[Outgoing]) -> None:
+        blobs: dict[Rendering, bytes] = {}  # the run, joined once per rendering
         for peer in list(self._members):
+            blob = blobs.get(peer.rendering)
+            if blob is None:
+                blob = blobs[peer.rendering] = b"".join(out.encoded(peer.rendering) for out in run)
             self._write(peer, blob)
 
     def _write(self, peer: Peer, data: bytes) -> None:
@@ -372,24 +412,11 @@ class Fanout:
         with self._assign_lock:
             peer.shard = next(self._next)
 
-    def attach(self, peer: Peer) -> None:
-        """From now on ``peer`` gets every broadcast (after what is queued for it)."""
-        peer._shard().post(_ATTACH, peer)
-
-    def detach(self, peer: Peer) -> None:
-        peer._shard().post(_DETACH, peer)
-
-    def broadcast(self, data: bytes) -> None:
+    def broadcast(self, lines: Sequence[str]) -> None:
+        """Lines for every attached peer; callers who need one order for everyone post under one lock."""
+        outgoing = Outgoing(lines)
         for shard in self.shards:
-            shard.post(_BROADCAST, None, data)
-
-    def barrier(self, timeout: float) -> bool:
-        """Wait until every shard has applied what was posted before this call."""
-        done = [threading.Event() for _ in self.shards]
-        for shard, event in zip(self.shards, done, strict=True):
-            shard.post(_CALL, None, event.set)
-        deadline = time.monotonic() + timeout
-        return all(event.wait(max(0.0, deadline - time.monotonic())) for event in done)
+            shard.post(_BROADCAST, None, outgoing)
 
     def stop(self, timeout: float) -> None:
         """Let every shard flush (up to the linger time), close its peers and end."""

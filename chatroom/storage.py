@@ -17,6 +17,7 @@ import os
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 
 MEMORY = ":memory:"
 
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS bans (
 _TRIM_EVERY = 256
 
 
-class Store:
+class Database:
     """The SQLite file: history rows and ban rows."""
 
     def __init__(self, path: str) -> None:
@@ -83,24 +84,39 @@ class Store:
         self._db.close()
 
 
-class History:
-    """The last ``keep`` public lines, as rendered, kept in memory for replay and in the store."""
+class Store:
+    """History and bans: the interface the room uses."""
 
-    def __init__(self, store: Store, keep: int) -> None:
+    def __init__(self, path: str, keep: int, report: Callable[[str], None]) -> None:
+        self.path = path
         self.keep = keep
-        self._store = store
-        self._recent: deque[str] = deque(store.last_lines(keep), maxlen=keep)
+        self._report = report
+        self._db = Database(path)
+        self._recent: deque[str] = deque(self._db.last_lines(keep), maxlen=keep)
+        self._bans = self._db.bans()
         self._inserts = 0
 
-    def extend(self, lines: list[str]) -> None:
+    def bans(self) -> list[tuple[str, str]]:
+        return list(self._bans)
+
+    def append(self, lines: Sequence[str]) -> None:
         """Store rendered public lines; returns once they are durable."""
         if not self.keep:
             return
         self._recent.extend(lines)
-        row = self._store.add_lines(lines)
+        row = self._db.add_lines(list(lines))
         before, self._inserts = self._inserts, self._inserts + len(lines)
         if before // _TRIM_EVERY != self._inserts // _TRIM_EVERY:
-            self._store.forget_lines_up_to(row - self.keep)
+            self._db.forget_lines_up_to(row - self.keep)
+
+    def save_ban(self, kind: str, value: str, banned: bool) -> None:
+        if banned:
+            self._db.add_ban(kind, value)
+        else:
+            self._db.remove_ban(kind, value)
 
     def recent(self) -> list[str]:
         return list(self._recent)
+
+    def close(self, timeout: float) -> None:
+        self._db.close()

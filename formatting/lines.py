@@ -2,16 +2,19 @@
 
 Bodies are markup (see ``formatting.markup``) and must already be clean
 (``formatting.sanitize.clean``); labels and notices are plain text. The
-caller supplies the timestamp as text, keeping this module free of clocks.
+caller supplies the time (as text, or as a wall-clock value to format):
+this module never reads a clock.
 Every result ends with the SGR reset, so no style reaches the next line.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 
 from formatting.colors import nick_color
 from formatting.markup import RESET, Span, Style, parse, to_ansi
+from formatting.sanitize import strip_sgr
 from protocol import messages
 
 STAMP = Style(dim=True)
@@ -65,6 +68,30 @@ def notice(stamp: str | None, text: str) -> str:
 def error(stamp: str | None, text: str) -> str:
     """Something went wrong with what *you* sent; only you see it."""
     return _line(stamp, [Span(text, ERROR)])
+
+
+@functools.lru_cache(maxsize=4)
+def clock(second: int) -> str:
+    """A wall-clock second as ``HH:MM:SS``, in the server's zone like every stamp.
+
+    Cached: a busy room stamps thousands of lines within the same second.
+    """
+    return time.strftime("%H:%M:%S", time.localtime(second))
+
+
+def stamp(at: float) -> str:
+    """The ``HH:MM:SS`` of a line said at wall-clock time ``at``."""
+    return clock(int(at))
+
+
+def unstamped(line: str) -> str:
+    """A rendered line as the server's log shows it (the log has timestamps of its own)."""
+    return strip_sgr(line).split("] ", 1)[-1]
+
+
+def address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets so the port stays readable."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def duration(seconds: float) -> str:

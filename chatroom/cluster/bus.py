@@ -1,0 +1,375 @@
+"""``ClusterBus``: one server's share of a room kept in Redis (the design is in ``chatroom.cluster``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from chatroom.bus import BanChange, Enter, Leave, Op, Present, Publish, Release, RoomEvents
+from chatroom.cluster.scripts import (
+    Keys,
+    Scripts,
+    ban_entry,
+    parse_ban_entry,
+    parse_elsewhere,
+    parse_find,
+    run,
+    stream_id,
+)
+from chatroom.cluster.subscriber import Subscription
+from chatroom.cluster.writer import Health, Line, Unclaim, Writer
+from chatroom.config import Settings
+
+log = logging.getLogger("chat")
+
+T = TypeVar("T")
+
+#: The first wait before trying Redis again; it doubles up to a third of --redis-ttl.
+FIRST_RETRY = 0.05
+
+
+class ClusterBus:
+    def __init__(self, settings: Settings) -> None:
+        """Connect to Redis (or raise ``ConnectionError``); the room is joined by ``start``."""
+        assert settings.redis
+        self.settings = settings
+        self.node: str | None = None
+        self._refresh = settings.redis_ttl / 3
+        self._timeout = min(5.0, max(2.0, self._refresh))  # a command that takes longer is an outage
+        self._client = redis.Redis.from_url(
+            settings.redis,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 0),  # we notice outages ourselves, see chatroom.cluster
+        )
+        kwargs = self._client.connection_pool.connection_kwargs
+        db = int(kwargs.get("db", 0))
+        scheme = settings.redis.partition("://")[0]
+        place = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+        self.where = f"{scheme}://{place}/{db}"  # without the password
+        self._keys = Keys(f"chatroom:{db}:")
+        self._scripts = Scripts(self._keys)
+        self._health = Health()
+        self._room: RoomEvents | None = None
+        self._writer: Writer | None = None
+        self._subscription: Subscription | None = None
+        self._origin = ""  # NODE/INCARNATION, set by start()
+        self._lock = threading.Lock()  # guards what follows
+        self._seq = 0  # public lines this server sent (each has the next number)
+        self._delivered = 0  # the last of ours the subscription delivered
+        self._recent: deque[str] = deque(maxlen=settings.history)  # history, for newcomers here
+        self._last_id = (0, 0)  # the newest stream id in _recent
+        self._pending_bans: list[BanChange] = []  # made while apart
+        self._reloaded: tuple[list[str], tuple[int, int]] = ([], (0, 0))  # history as _reunite read it
+        self._apart_since = 0.0
+        self._closing = threading.Event()
+        self._listener = threading.Thread(target=self._listen, name="redis-listener", daemon=True)
+        try:
+            self._client.ping()
+        except RedisError as error:
+            raise ConnectionError(f"cannot reach Redis at {self.where}: {error}") from error
+
+    # --- starting and stopping ------------------------------------------------------------------
+
+    def start(self, room: RoomEvents, node: str) -> None:
+        """Join the room in Redis, or raise ConnectionError (the server then does not start)."""
+        self._room, self.node = room, node
+        self._origin = f"{node}/{secrets.token_hex(4)}"
+        self.where += f" as node {node}"
+        self._writer = Writer(
+            self._client,
+            self._scripts,
+            self._health,
+            self._origin,
+            node,
+            self.settings.history,
+            self.settings.redis_ttl,
+            room.names_lost,
+        )
+        try:
+            self._reunite(first=True)
+        except RedisError as error:
+            raise ConnectionError(f"cannot join the room in Redis at {self.where}: {error}") from error
+        self._listener.start()
+        self._writer.start()
+
+    def close(self, farewells: Sequence[str], timeout: float) -> None:
+        """Say goodbye for the people here, give up our names and presence, disconnect."""
+        writer = self._need(self._writer)
+        deadline = time.monotonic() + timeout
+        self._closing.set()
+        self._listener.join(timeout / 3)  # nothing more is delivered here
+        if self._health.up:
+            self._publish(farewells)
+        writer.stop(max(0.0, deadline - time.monotonic()) / 2)
+        if self._health.up:
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for key, claim in writer.claims().items():
+                    run(pipe, self._scripts.release(key, claim))
+                pipe.delete(self._keys.members(self._node()))
+                pipe.srem(self._keys.nodes, self._node())
+                pipe.execute()
+            except RedisError as error:
+                log.info("could not tidy up in Redis: %s", error)
+        if self._subscription is not None:
+            self._subscription.close()
+        self._client.close()
+
+    # --- the room's calls, with its lock held: queue, never wait --------------------------------
+
+    def send(self, op: Op) -> None:
+        writer, up = self._need(self._writer), self._health.up
+        match op:
+            case Publish(lines):
+                self._publish(lines)
+            case Enter(key):
+                writer.entered(op)
+            case Leave(key):
+                writer.left(key)
+            case Release(key):
+                claim = writer.unclaimed(key)
+                if claim is not None and up:
+                    writer.put(Unclaim(key, claim))
+                return
+            case BanChange() if not up:
+                with self._lock:
+                    self._pending_bans.append(op)
+                return
+        if up and not isinstance(op, Publish):
+            writer.put(op)
+
+    def _publish(self, lines: Sequence[str]) -> None:
+        writer = self._need(self._writer)
+        with self._lock:
+            for text in lines:
+                self._seq += 1
+                writer.put(Line(self._seq, text))
+
+    def remember(self, lines: Sequence[str]) -> None:
+        with self._lock:
+            self._recent.extend(lines)
+
+    def recent(self) -> list[str]:
+        with self._lock:
+            return list(self._recent)
+
+    def part(self) -> list[str]:
+        """Apart from now on; returns the lines that were on their way out and never came back."""
+        self._health.up = False
+        self._health.epoch += 1  # failures of calls made before this are old news
+        unsent = self._need(self._writer).unsent()
+        with self._lock:
+            self._pending_bans += [op for op in unsent if isinstance(op, BanChange)]
+            return [op.text for op in unsent if isinstance(op, Line) and op.seq > self._delivered]
+
+    def rejoin(self) -> None:
+        """One room again, with the history ``_reunite`` read from Redis."""
+        with self._lock:
+            self._recent = deque(self._reloaded[0], maxlen=self.settings.history)
+            self._last_id = self._reloaded[1]
+            self._delivered = self._seq
+        self._health.up = True
+        self._need(self._writer).wake()
+
+    # --- questions, without the room's lock ---------------------------------------------------
+
+    def bans(self) -> list[tuple[str, str]]:
+        """The bans stored in Redis (asked once, when the room starts)."""
+        try:
+            return [parse_ban_entry(raw) for raw in self._client.smembers(self._keys.bans)]
+        except RedisError as error:
+            raise ConnectionError(f"cannot read bans from Redis at {self.where}: {error}") from error
+
+    def claim(self, key: str) -> bool:
+        writer = self._need(self._writer)
+        claim, epoch = writer.new_claim(), self._health.epoch
+        if self._health.up:
+            try:
+                lost = self._ask(self._scripts.claim(self._origin, self._ttl_ms, "claim", [(key, claim)]))
+            except RedisError as error:
+                self._health.trouble(error, epoch)  # apart: the room's own check is all there is
+            else:
+                if lost:
+                    return False
+        writer.claimed(key, claim)
+        return True
+
+    def elsewhere(self) -> list[Present]:
+        epoch = self._health.epoch
+        if not self._health.up:
+            return []
+        try:
+            return parse_elsewhere(self._ask(self._scripts.elsewhere(self._node())))
+        except RedisError as error:
+            self._health.trouble(error, epoch)
+            return []
+
+    def find(self, key: str) -> Present | None:
+        epoch = self._health.epoch
+        if not self._health.up:
+            return None
+        try:
+            found = parse_find(self._ask(self._scripts.find(key)))
+        except RedisError as error:
+            self._health.trouble(error, epoch)
+            return None
+        return None if found is None or found.node == self.node else found
+
+    def _ask(self, command: tuple[object, ...]) -> Any:
+        return run(self._client, command)
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.settings.redis_ttl * 1000))
+
+    # --- the listener: deliver what the room said; separate and reunite ------------------------
+
+    def _listen(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self._need(self._subscription).pump(self._running)
+            except Exception as error:  # whatever it was, separating and reuniting starts afresh
+                if not isinstance(error, RedisError):
+                    log.exception("unexpected error reading from Redis")
+                self._health.trouble(error, self._health.epoch)
+            if self._closing.is_set():
+                return
+            self._separate()
+            self._reconnect()
+
+    def _running(self) -> bool:
+        return not self._closing.is_set() and self._health.problem is None
+
+    def _on_lines(self, data: bytes) -> None:
+        origin, first, entries = json.loads(data)
+        new: list[str] = []
+        with self._lock:
+            if origin == self._origin:
+                self._delivered = first + len(entries) - 1
+            for entry_id, line in entries:
+                at = stream_id(entry_id)
+                if at > self._last_id:  # not already loaded with the history
+                    new.append(line)
+                    self._last_id = at
+        self._events().lines_arrived([line for _id, line in entries], new)
+
+    def _on_private(self, data: bytes) -> None:
+        key, sender, line = json.loads(data)
+        self._events().private_arrived(key, sender, line)
+
+    def _on_control(self, data: bytes) -> None:
+        origin, action, entry = json.loads(data)
+        if origin != self._origin:
+            kind, value = parse_ban_entry(entry)
+            self._events().ban_arrived(kind, value, action == "ban", origin.rsplit("/", 1)[0])
+
+    def _separate(self) -> None:
+        """Redis is gone: from now on this server is a room of its own (see chatroom.cluster)."""
+        room = self._events()
+        room.bus_lost()  # calls part()
+        self._apart_since = time.monotonic()
+        log.info(
+            "lost Redis at %s (%s): the %d people here are a room of their own until it is back",
+            self.where,
+            self._health.problem or "connection closed",
+            room.count(),
+        )
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    def _reconnect(self) -> None:
+        delay = FIRST_RETRY
+        while not self._closing.wait(delay):
+            try:
+                self._reunite(first=False)
+                return
+            except Exception as error:
+                if not isinstance(error, RedisError):
+                    log.exception("unexpected error reconnecting to Redis")
+                delay = min(delay * 2, self._refresh)
+
+    def _reunite(self, first: bool) -> None:
+        """Subscribe, store what waited, claim names, write presence, load history; then be one room."""
+        room, writer = self._events(), self._need(self._writer)
+        self._health.problem = None
+        channels = {
+            self._keys.room: self._on_lines,
+            self._keys.node(self._node()): self._on_private,
+            self._keys.control: self._on_control,
+        }
+        subscription = Subscription(self._client, channels, self._timeout)
+        try:
+            self._scripts.load(self._client)
+            stored_bans = self._store_bans()
+            lost = writer.keep(self._health.epoch, mode="claim")
+            elsewhere = len(self._ask_elsewhere())
+            entries: Any = []
+            if self.settings.history:
+                entries = self._client.xrevrange(self._keys.history, count=self.settings.history)
+        except BaseException:
+            subscription.close()
+            raise
+        entries.reverse()
+        reloaded = [entry[1][b"line"].decode() for entry in entries]
+        self._reloaded = (reloaded, stream_id(entries[-1][0].decode()) if entries else (0, 0))
+        self._subscription = subscription
+        room.bus_back(elsewhere, announce=not first)  # calls rejoin()
+        if not first:
+            log.info(
+                "Redis at %s is back after %.1fs: one room again (%d here, %d on other servers)",
+                self.where,
+                time.monotonic() - self._apart_since,
+                room.count(),
+                elsewhere,
+            )
+        room.names_lost(lost)
+        room.bans_stored(stored_bans)
+
+    def _ask_elsewhere(self) -> list[Present]:
+        """Who is elsewhere, asked whether or not we are one room yet (raises if Redis fails)."""
+        return parse_elsewhere(self._ask(self._scripts.elsewhere(self._node())))
+
+    def _store_bans(self) -> list[tuple[str, str]]:
+        """Store our bans and those made while apart; returns the stored list, the truth from now on."""
+        ours = [ban_entry(kind, value) for kind, value in self._events().bans()]
+        with self._lock:
+            pending, self._pending_bans = self._pending_bans, []
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            if ours:
+                run(pipe, self._scripts.ban(self._origin, True, ours))
+            for op in pending:
+                run(pipe, self._scripts.ban(self._origin, op.banned, [ban_entry(op.kind, op.value)]))
+            pipe.smembers(self._keys.bans)
+            stored = pipe.execute()[-1]
+        except BaseException:
+            with self._lock:
+                self._pending_bans[:0] = pending
+            raise
+        return [parse_ban_entry(raw) for raw in stored]
+
+    # --- small helpers -------------------------------------------------------------------------
+
+    def _events(self) -> RoomEvents:
+        return self._need(self._room)
+
+    def _node(self) -> str:
+        return self._need(self.node)
+
+    @staticmethod
+    def _need(value: T | None) -> T:
+        assert value is not None, "start() first"
+        return value

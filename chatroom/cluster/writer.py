@@ -1,0 +1,264 @@
+"""The writer: one thread that sends what this server tells the room, in order, and keeps its names.
+
+Operations are queued by the room (through ``ClusterBus.send``) and sent in
+batches, a batch in one round trip on the writer's own connection. Every
+third of ``--redis-ttl`` it also refreshes this server's name claims and
+rewrites its presence (``keep``), from maps it keeps itself, so it never asks
+the room.
+
+A batch being sent stays "in flight" until Redis has answered; when the
+connection fails, ``unsent`` hands the in-flight batch and the queue to the
+bus, which delivers their lines here (see ``chatroom.cluster``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from chatroom.bus import BanChange, Enter, Leave, Op, SendPrivate
+from chatroom.cluster.scripts import Command, Scripts, ban_entry, presence_value, run
+
+log = logging.getLogger("chat")
+
+#: Most lines one script call appends and publishes (a script blocks Redis while it runs).
+BATCH_LINES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A public line with this server's sequence number, so the bus can tell which came back."""
+
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unclaim:
+    """Give a name back, if the claim in Redis is still this one."""
+
+    key: str
+    claim: str
+
+
+Queued = Line | Unclaim | Op
+
+
+class Health:
+    """Is this server in touch with Redis, and what failed since it last was.
+
+    ``up`` changes only with the room's lock held (``ClusterBus.part`` and
+    ``rejoin``); any thread may report trouble, and the subscriber's thread
+    acts on it. ``epoch`` counts separations, so a failure of a call made
+    before the last one is old news.
+    """
+
+    def __init__(self) -> None:
+        self.up = False
+        self.epoch = 0
+        self.problem: BaseException | None = None
+
+    def trouble(self, error: BaseException, epoch: int) -> None:
+        if epoch == self.epoch and self.problem is None:
+            self.problem = error
+
+    @property
+    def ready(self) -> bool:
+        return self.up and self.problem is None
+
+
+class Writer(threading.Thread):
+    def __init__(
+        self,
+        client: Any,
+        scripts: Scripts,
+        health: Health,
+        origin: str,
+        node: str,
+        history: int,
+        ttl: float,
+        names_lost: Callable[[list[str]], None],
+    ) -> None:
+        super().__init__(name="redis-writer", daemon=True)
+        self._client = client
+        self._scripts = scripts
+        self._keys = scripts.keys
+        self._health = health
+        self._origin = origin  # NODE/INCARNATION
+        self._node = node
+        self._history = history
+        self._ttl_ms = max(1, int(ttl * 1000))
+        self._refresh = ttl / 3
+        self._names_lost = names_lost
+        self._serial = itertools.count(1)
+        self._cond = threading.Condition()  # guards everything below
+        self._queue: list[Queued] = []
+        self._in_flight: list[Queued] = []
+        self._claims: dict[str, str] = {}  # name key -> our claim on it
+        self._present: dict[str, str] = {}  # name key -> presence_value, for everyone in the room here
+        self._stopping = False
+        self._conn: Any = None  # the writer's own connection
+        self._conn_epoch = 0
+
+    # --- any thread ------------------------------------------------------------------------
+
+    def put(self, item: Queued) -> None:
+        with self._cond:
+            self._queue.append(item)
+            self._cond.notify()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def new_claim(self) -> str:
+        return f"{self._origin} {next(self._serial)}"
+
+    def claimed(self, key: str, claim: str) -> None:
+        with self._cond:
+            self._claims[key] = claim
+
+    def unclaimed(self, key: str) -> str | None:
+        """Forget our claim on ``key``; the claim, to give back in Redis, if there was one."""
+        with self._cond:
+            return self._claims.pop(key, None)
+
+    def claims(self) -> dict[str, str]:
+        with self._cond:
+            return dict(self._claims)
+
+    def entered(self, op: Enter) -> None:
+        with self._cond:
+            self._present[op.key] = presence_value(op.name, op.address, op.since, op.joined)
+
+    def left(self, key: str) -> None:
+        with self._cond:
+            self._present.pop(key, None)
+
+    def unsent(self) -> list[Queued]:
+        """What was queued or in flight, taken away (the connection failed)."""
+        with self._cond:
+            unsent, self._in_flight, self._queue = self._in_flight + self._queue, [], []
+        return unsent
+
+    def stop(self, timeout: float) -> None:
+        """Send what is queued (while Redis answers), then end; waits at most ``timeout``."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self.is_alive():
+            self.join(timeout)
+        if self._conn is not None:
+            self._conn.disconnect()
+
+    # --- refreshing -------------------------------------------------------------------------
+
+    def keep(self, epoch: int, mode: str = "keep") -> list[str]:
+        """Refresh our claims and rewrite our presence; returns the names someone else holds now.
+
+        ``mode`` 'claim' (after an outage) may take over claims of ours from
+        before; lost names found by the periodic refresh are reported to the room.
+        """
+        with self._cond:
+            claims = list(self._claims.items())
+            present = dict(self._present)
+        pipe = self._client.pipeline(transaction=False)
+        run(pipe, self._scripts.claim(self._origin, self._ttl_ms, mode, claims))
+        run(pipe, self._scripts.presence(self._node, self._ttl_ms, present))
+        lost_at, _ = pipe.execute()
+        lost = [claims[i - 1] for i in lost_at]
+        with self._cond:
+            for key, claim in lost:
+                if self._claims.get(key) == claim:
+                    del self._claims[key]
+        keys = [key for key, _claim in lost]
+        if keys and mode == "keep" and epoch == self._health.epoch:
+            self._names_lost(keys)
+        return keys
+
+    # --- the thread ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        next_refresh = time.monotonic() + self._refresh
+        while True:
+            with self._cond:
+                while True:
+                    ready = self._health.ready
+                    if self._stopping and not (ready and self._queue):
+                        return
+                    wait = next_refresh - time.monotonic()
+                    if ready and (self._queue or wait <= 0):
+                        break
+                    self._cond.wait(max(0.0, wait) if ready else None)
+                batch, self._queue = self._queue, []
+                self._in_flight = batch
+                epoch = self._health.epoch
+            try:
+                if batch:
+                    self._send(batch)
+                if time.monotonic() >= next_refresh and not self._stopping:
+                    next_refresh = time.monotonic() + self._refresh
+                    self.keep(epoch)
+            except Exception as error:  # the batch stays in flight: the separation takes care of it
+                if not isinstance(error, RedisError):
+                    log.exception("unexpected error sending to Redis")
+                self._health.trouble(error, epoch)
+                continue
+            with self._cond:
+                if self._in_flight is batch:
+                    self._in_flight = []
+
+    def _send(self, batch: list[Queued]) -> None:
+        """One round trip for everything queued (consecutive lines go as one script call).
+
+        Commands are packed by hand on the writer's own connection: redis-py's
+        pipeline object costs several times more CPU per round trip.
+        """
+        commands = list(self._commands(batch))
+        if self._conn is None:
+            self._conn = self._client.connection_pool.make_connection()
+        if self._conn_epoch != self._health.epoch:  # separated since: that socket may lead to an old Redis
+            self._conn.disconnect()
+            self._conn_epoch = self._health.epoch
+        try:
+            self._conn.send_packed_command(self._conn.pack_commands(commands))
+            for _ in commands:
+                self._conn.read_response()
+        except BaseException:
+            self._conn.disconnect()  # whatever was unread would answer the next batch
+            raise
+
+    def _commands(self, batch: list[Queued]) -> Iterator[Command]:
+        members, nodes = self._keys.members(self._node), self._keys.nodes
+        lines: list[Line] = []
+        for item in [*batch, None]:  # None: the end, after which lines still gathered go
+            if isinstance(item, Line):
+                lines.append(item)
+                continue
+            for at in range(0, len(lines), BATCH_LINES):
+                chunk = lines[at : at + BATCH_LINES]
+                yield self._scripts.publish(
+                    self._history, self._origin, chunk[0].seq, [x.text for x in chunk]
+                )
+            lines = []
+            match item:
+                case SendPrivate(node, key, sender, line):
+                    yield ("PUBLISH", self._keys.node(node), json.dumps([key, sender, line]))
+                case Enter(key, name, address, since, joined):
+                    yield ("HSET", members, key, presence_value(name, address, since, joined))
+                    yield ("PEXPIRE", members, self._ttl_ms)
+                    yield ("SADD", nodes, self._node)
+                case Leave(key):
+                    yield ("HDEL", members, key)
+                case Unclaim(key, claim):
+                    yield self._scripts.release(key, claim)
+                case BanChange(kind, value, banned):
+                    yield self._scripts.ban(self._origin, banned, [ban_entry(kind, value)])
