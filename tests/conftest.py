@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from harness import ServerProcess, StartServer, Terminal
+from harness import RedisServer, ServerProcess, StartServer, Terminal
 
 # No per-example time limit: a timing threshold in a unit test only measures
 # how busy the machine was (CI shares its two cores with the servers under test).
@@ -49,3 +50,10 @@ def terminals() -> Iterator[list[Terminal]]:
     yield opened
     for terminal in opened:
         terminal.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 import pyte
+import redis
 
 from formatting.sanitize import strip_sgr
 from protocol import messages
@@ -377,3 +379,70 @@ def reset(sock: socket.socket) -> None:
 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+# --- Redis, for the cluster tests ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """redis-server on a free port, no persistence: stopping it loses everything, as a crash would."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = redis.Redis(port=self.port, socket_timeout=WAIT)
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, what="redis-server to answer")
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.client.connection_pool.disconnect()
+
+    def everything(self) -> str:
+        """Every key's contents, as text, to look for what must never be stored."""
+        out = []
+        for key in self.client.scan_iter():
+            kind = cast(bytes, self.client.type(key)).decode()
+            if kind == "string":
+                out.append(repr(self.client.get(key)))
+            elif kind == "hash":
+                out.append(repr(self.client.hgetall(key)))
+            elif kind == "set":
+                out.append(repr(self.client.smembers(key)))
+            elif kind == "stream":
+                out.append(repr(self.client.xrange(key)))
+        return "\n".join(out)

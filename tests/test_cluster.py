@@ -10,94 +10,21 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import pytest
-import redis
 
 from formatting.sanitize import strip_sgr
-from harness import ROOT, WAIT, RawClient, ServerProcess, StartServer, wait_until
+from harness import ROOT, WAIT, RawClient, RedisServer, ServerProcess, StartServer, free_port, wait_until
 from protocol import messages
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 TTL = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """redis-server on a free port, no persistence: stopping it loses everything, as a crash would."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.client = redis.Redis(port=self.port, socket_timeout=WAIT)
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self._answers, what="redis-server to answer")
-
-    def _answers(self) -> bool:
-        try:
-            return bool(self.client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.client.connection_pool.disconnect()
-
-    def everything(self) -> str:
-        """Every key's contents, as text, to look for what must never be stored."""
-        out = []
-        for key in self.client.scan_iter():
-            kind = cast(bytes, self.client.type(key)).decode()
-            if kind == "string":
-                out.append(repr(self.client.get(key)))
-            elif kind == "hash":
-                out.append(repr(self.client.hgetall(key)))
-            elif kind == "set":
-                out.append(repr(self.client.smembers(key)))
-            elif kind == "stream":
-                out.append(repr(self.client.xrange(key)))
-        return "\n".join(out)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 Node = Callable[..., ServerProcess]
