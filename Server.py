@@ -21,7 +21,7 @@ from chatroom.access import Access, read_allow_file
 from chatroom.bus import Bus, LocalBus
 from chatroom.config import Settings, parse_settings
 from chatroom.console import Operator, run_interactive
-from chatroom.delivery import Fanout
+from chatroom.delivery import Fanout, Limits
 from chatroom.listener import ChatServer
 from chatroom.logpipe import PipeLog, is_pipe
 from chatroom.room import Room
@@ -134,7 +134,8 @@ def serve(settings: Settings) -> int:
         if settings.tls_cert and settings.tls_key:
             tls = server_context(settings.tls_cert, settings.tls_key)
         bus = make_bus(settings)
-        fanout = Fanout(settings.fanout_threads)
+        limits = Limits(settings.backlog, settings.max_outbox, settings.stall_timeout)
+        fanout = Fanout(settings.fanout_threads, limits)
         room = Room(settings, bus, fanout, Access(bus.bans(), read_allow_file(settings.allow_file)))
         server = ChatServer(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")

@@ -417,7 +417,7 @@ class Worker:
             await asyncio.wait_for(probe.progress.wait(), max(0.0, (end_ns - time.monotonic_ns()) / 1e9))
 
     async def _flood(self, client: Client, end_ns: int) -> None:
-        """As fast as the server takes it, with at most ``window`` lines not yet at the probe.
+        """As fast as the server takes it, with at most ``window`` lines not yet at the probe (0: no limit).
 
         The window keeps the server saturated while bounding what queues up in
         kernel buffers (megabytes on loopback), so the run measures the rate the
@@ -430,7 +430,8 @@ class Worker:
                 continue
             if probe is not None and probe.gone:
                 probe = self._probe(client)
-            if probe is not None and client.sent - probe.reader.last.get(cid, -1) > self.plan.window:
+            window = self.plan.window  # 0: a blast, as fast as the server reads
+            if probe is not None and window and client.sent - probe.reader.last.get(cid, -1) > window:
                 await self._progress(probe, end_ns)
                 continue
             now, first = time.monotonic_ns(), client.sent

@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--senders", type=int, help="clients that send (default 2)")
     parser.add_argument("--rate", type=float, help="lines/s in total, for the fixed-rate scenarios")
     parser.add_argument("--workers", type=int, help="generator processes (default: 1 per 1000 clients)")
-    parser.add_argument("--window", type=int, default=1000, help="lines in flight per flooding sender")
+    parser.add_argument(
+        "--window", type=int, default=1000, help="lines in flight per flooding sender (0: no limit)"
+    )
     parser.add_argument("--line-bytes", type=int, default=64, help="bytes of text per line")
     parser.add_argument(
         "--probes", type=int, default=50, help="readers that time every line; the rest only count theirs"
@@ -100,7 +102,10 @@ def setups(args: argparse.Namespace) -> list[Setup]:
         if sweep and not args.clients and not args.smoke and scenario.name in PRESETS["sweep"]:
             sizes = list(PLOT_SIZES)
         rate = scenario.rate if args.rate is None or scenario.rate is None else args.rate
-        quick: dict[str, Any] = {"quiet": 0.1, "idle": 0.5, "window": 200} if args.smoke else {}
+        quick: dict[str, Any] = {"quiet": 0.1, "idle": 0.5} if args.smoke else {}
+        window = args.window if scenario.window is None else scenario.window
+        if args.smoke and scenario.window is None:
+            quick["window"] = 200
         if args.smoke and scenario.probe_worker:
             quick["probes"] = 3  # so that some readers only count, in a process of their own
         for size in sizes:
@@ -117,7 +122,7 @@ def setups(args: argparse.Namespace) -> list[Setup]:
                         stalled=stalled,
                         workers=workers,
                         line_bytes=args.line_bytes,
-                        window=args.window,
+                        window=window,
                         probes=args.probes,
                         probe_worker=scenario.probe_worker,
                         ignore_limits=args.ignore_limits,

@@ -26,6 +26,7 @@ class Scenario:
     metric: str = "deliveries_per_s"
     higher_is_better: bool = True
     workers: int | None = None  # None: one per thousand clients, at most one per core
+    window: int | None = None  # a flooding sender's lines in flight; None: --window; 0: no limit
     probe_worker: bool = False  # see bench.measure.Setup.probe_worker
 
 
@@ -38,6 +39,14 @@ SCENARIOS: dict[str, Scenario] = {
             sizes=(50, 500),
             rate=None,
             duration=5.0,
+        ),
+        Scenario(
+            "blast",
+            "2 senders writing as fast as the server reads (no window), every reader counted",
+            sizes=(50, 500),
+            rate=None,
+            duration=5.0,
+            window=0,
         ),
         Scenario(
             "latency",
@@ -73,8 +82,8 @@ SCENARIOS: dict[str, Scenario] = {
 
 #: Named groups for ``--scenario``.
 PRESETS: dict[str, tuple[str, ...]] = {
-    "default": ("throughput", "latency", "stalled"),
-    "all": ("throughput", "latency", "stalled", "scale"),
+    "default": ("throughput", "blast", "latency", "stalled"),
+    "all": ("throughput", "blast", "latency", "stalled", "scale"),
     "sweep": ("throughput", "latency"),  # with PLOT_SIZES unless --clients says otherwise
 }
 

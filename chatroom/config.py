@@ -37,7 +37,9 @@ class Settings:
     log_chat: bool = True
     max_line: int = DEFAULT_MAX_LINE
     max_name: int = MAX_NAME_LENGTH
-    max_outbox: int = 256 * 1024
+    max_outbox: int = 4 * 1024 * 1024
+    backlog: int = 128 * 1024
+    stall_timeout: float = 10.0
     flood_rate: float = 4.0
     flood_burst: int = 8
     max_clients: int = 1000
@@ -208,11 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     limits = parser.add_argument_group("limits (0 turns a count off)")
     limits.add_argument("--max-line", type=_count, default=d.max_line, metavar="BYTES", help="line length")
     limits.add_argument(
+        "--backlog",
+        type=_count,
+        default=d.backlog,
+        metavar="BYTES",
+        help="unsent output at which a client that is still reading holds the senders back",
+    )
+    limits.add_argument(
+        "--stall-timeout",
+        type=_positive_seconds,
+        default=d.stall_timeout,
+        metavar="SECONDS",
+        help="a client whose connection takes nothing for this long while output waits is cut off",
+    )
+    limits.add_argument(
         "--max-outbox",
         type=_count,
         default=d.max_outbox,
         metavar="BYTES",
-        help="unsent output before a client is cut off as not reading",
+        help="unsent output at which a client is cut off, reading or not",
     )
     limits.add_argument(
         "--flood-rate", type=_seconds, default=d.flood_rate, metavar="N", help="lines/s per client"

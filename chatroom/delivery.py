@@ -12,13 +12,29 @@ elsewhere, by a small fixed number of shard threads (``Fanout``), because:
   ``send`` for many lines, and posting a line wakes a shard at most once.
 * Sends are non-blocking (``MSG_DONTWAIT`` on the reader's blocking socket).
   What the kernel does not take waits in that peer's outbox, flushed when
-  the selector says the socket is writable. An outbox over its limit means
-  the peer stopped reading: it is cut off, and nobody else waits for it.
+  the selector says the socket is writable.
 * Shards split the peers between them, so one thread's wait for the GIL
   does not hold up every reader (``--fanout-threads``; ``bench/README.md``
   has what each number did).
 * Under load a shard that has just taken a big batch waits ``COALESCE``
   before the next one, so readers get fewer, larger sends.
+
+Readers that fall behind: back-pressure, then cut-off
+---------------------------------------------------
+A reader that keeps reading must lose nothing, however fast others write;
+one that has stopped must cost the others nothing. So:
+
+* A reader whose outbox passes ``Limits.backlog`` while its socket is still
+  taking bytes is *behind*: while anyone is behind, ``Pressure`` tells the
+  sessions to stop reading from their clients (as flood control does), so
+  the writers slow down to the pace of the slowest live reader. Their
+  lines wait in the kernel's buffers; nothing is dropped.
+* A reader whose socket has taken nothing for ``STALL_GRACE`` is *stalled*
+  and holds nobody back any more; after ``Limits.stall`` seconds of that,
+  or once its outbox passes ``Limits.most``, it is cut off.
+* A shard with more than ``Limits.backlog`` of broadcasts not yet taken
+  holds the senders back too, so its queue stays bounded when the shards,
+  not the readers, are what is slow.
 
 Renderings
 ----------
@@ -67,6 +83,41 @@ BUSY = 32
 
 #: How long a peer that is leaving gets to take its last lines before close.
 LINGER_SECONDS = 2.0
+#: A reader whose socket took nothing for this long holds the senders back no more.
+STALL_GRACE = 0.5
+#: How often a shard looks for readers that stopped taking bytes.
+CHECK_EVERY = 0.25
+#: The longest a session waits for readers to catch up before it reads anyway.
+PRESSURE_WAIT = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much output may wait for a reader (see "Readers that fall behind" above)."""
+
+    backlog: int = 128 * 1024  # a live reader this far behind holds the senders back
+    most: int = 4 * 1024 * 1024  # more than this waiting: cut off
+    stall: float = 10.0  # nothing taken by the socket for this long while output waits: cut off
+
+
+class Pressure:
+    """How many live readers are behind; sessions wait before reading while any is."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.behind = 0
+
+    def wait(self) -> None:
+        """Until nobody is behind (or ``PRESSURE_WAIT``: a safety net, never needed to make progress)."""
+        if self.behind:  # read without the lock: a hint, checked again under it
+            with self._cond:
+                self._cond.wait_for(lambda: not self.behind, PRESSURE_WAIT)
+
+    def change(self, delta: int) -> None:
+        with self._cond:
+            self.behind += delta
+            if not self.behind:
+                self._cond.notify_all()
 
 
 class Transform(Protocol):
@@ -114,27 +165,25 @@ class Peer:
     """
 
     __slots__ = (
+        "_behind",
         "_closed",
         "_deadline",
         "_hung_up",
         "_out",
         "_released",
+        "_since",
         "_writing",
         "drop_reason",
         "label",
-        "limit",
         "rendering",
         "shard",
         "sock",
         "transform",
     )
 
-    def __init__(
-        self, sock: socket.socket, label: str, limit: int, rendering: Rendering = ANSI_LINES
-    ) -> None:
+    def __init__(self, sock: socket.socket, label: str, rendering: Rendering = ANSI_LINES) -> None:
         self.sock = sock
         self.label = label
-        self.limit = limit
         self.rendering = rendering
         self.transform: Transform | None = None
         self.shard: Shard | None = None
@@ -146,6 +195,8 @@ class Peer:
         self._released = False
         self._closed = False
         self._deadline = 0.0
+        self._behind = False  # counted in Pressure.behind
+        self._since = 0.0  # while output waits: when the socket last took some
 
     def send(self, data: bytes) -> None:
         """Bytes as they are (a prompt without a newline, say), after what was queued before."""
@@ -197,27 +248,38 @@ _Event = tuple[_Kind, object, object]
 class Shard(threading.Thread):
     """One fan-out thread: a selector, the peers it owns, an event list."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, limits: Limits, pressure: Pressure) -> None:
         super().__init__(name=f"fanout-{index}", daemon=True)
-        self._lock = threading.Lock()  # guards _events, _signalled and _ended only
+        self._limits = limits
+        self._pressure = pressure
+        self._lock = threading.Lock()  # guards _events, _signalled, _queued, _full and _ended only
         self._events: list[_Event] = []
         self._signalled = False
+        self._queued = 0  # broadcast bytes in _events
+        self._full = False  # _queued passed Limits.backlog: counted in Pressure.behind
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._members: dict[Peer, None] = {}  # insertion-ordered set
         self._lingering: set[Peer] = set()
+        self._writing: set[Peer] = set()  # peers with output waiting
+        self._now = time.monotonic()
+        self._next_check = 0.0
         self._stopping = False
         self._ended = False
 
     # --- any thread ---------------------------------------------------------
 
-    def post(self, kind: _Kind, peer: object = None, data: object = None) -> None:
+    def post(self, kind: _Kind, peer: object = None, data: object = None, size: int = 0) -> None:
         with self._lock:
             if self._ended:
                 return  # shut down: its sockets are closed already
             self._events.append((kind, peer, data))
+            self._queued += size
+            if self._queued > self._limits.backlog and not self._full:
+                self._full = True
+                self._pressure.change(1)
             if self._signalled:
                 return
             self._signalled = True
@@ -237,9 +299,13 @@ class Shard(threading.Thread):
                 if busy_since:
                     time.sleep(max(0.0, busy_since + COALESCE - time.monotonic()))
                 events = self._take()
-                busy_since = time.monotonic() if len(events) >= BUSY else 0.0
+                self._now = now = time.monotonic()
+                busy_since = now if len(events) >= BUSY else 0.0
                 self._apply(events)
-                self._expire(time.monotonic())
+                self._expire(now)
+                if now >= self._next_check:
+                    self._next_check = now + CHECK_EVERY
+                    self._check(now)
         finally:
             with self._lock:
                 self._ended = True
@@ -253,6 +319,10 @@ class Shard(threading.Thread):
         with self._lock:
             events, self._events = self._events, []
             self._signalled = False
+            self._queued = 0
+            if self._full:
+                self._full = False
+                self._pressure.change(-1)
         return events
 
     def _drain_wakeups(self) -> None:
@@ -322,9 +392,13 @@ class Shard(threading.Thread):
             if sent == len(data):
                 return
             peer._out += memoryview(data)[sent:]
+            peer._since = self._now
             self._want_write(peer, True)
-        if len(peer._out) > peer.limit:
-            self._drop(peer, f"not reading: over {peer.limit} bytes waiting")
+        waiting, limits = len(peer._out), self._limits
+        if waiting > limits.most:
+            self._drop(peer, f"not reading: over {limits.most} bytes waiting")
+        elif waiting > limits.backlog and not peer._behind and self._now - peer._since < STALL_GRACE:
+            self._set_behind(peer, True)
 
     def _flush(self, peer: Peer) -> None:
         try:
@@ -335,6 +409,10 @@ class Shard(threading.Thread):
             self._drop(peer, "connection lost")
             return
         del peer._out[:sent]
+        if sent:
+            peer._since = time.monotonic()
+        if peer._behind and len(peer._out) <= self._limits.backlog // 2:
+            self._set_behind(peer, False)
         if not peer._out:
             self._want_write(peer, False)
             if peer in self._lingering:
@@ -343,14 +421,30 @@ class Shard(threading.Thread):
     def _want_write(self, peer: Peer, on: bool) -> None:
         if on and not peer._writing:
             self._selector.register(peer.sock, selectors.EVENT_WRITE, peer)
+            self._writing.add(peer)
         elif not on and peer._writing:
             self._selector.unregister(peer.sock)
+            self._writing.discard(peer)
         peer._writing = on
+
+    def _set_behind(self, peer: Peer, behind: bool) -> None:
+        peer._behind = behind
+        self._pressure.change(1 if behind else -1)
+
+    def _check(self, now: float) -> None:
+        """Readers whose sockets took nothing lately: they hold nobody back, and in the end are cut off."""
+        for peer in [p for p in self._writing if now - p._since > STALL_GRACE]:
+            if now - peer._since > self._limits.stall and peer not in self._lingering:
+                self._drop(peer, f"not reading: nothing taken for {self._limits.stall:g} s")
+            elif peer._behind:
+                self._set_behind(peer, False)
 
     def _drop(self, peer: Peer, reason: str) -> None:
         """Cut a peer off; its reader wakes up, reports ``reason`` and releases it."""
         peer.drop_reason = reason
         peer._out.clear()
+        if peer._behind:
+            self._set_behind(peer, False)
         self._want_write(peer, False)
         self._members.pop(peer, None)
         self._shutdown(peer)
@@ -363,6 +457,8 @@ class Shard(threading.Thread):
             if peer not in self._lingering:
                 peer._deadline = time.monotonic() + LINGER_SECONDS
                 self._lingering.add(peer)
+                if peer._behind:  # leaving: it holds nobody back
+                    self._set_behind(peer, False)
             return
         self._lingering.discard(peer)
         if peer._hung_up:
@@ -377,9 +473,11 @@ class Shard(threading.Thread):
             self._linger(peer)
 
     def _timeout(self) -> float | None:
-        if not self._lingering:
-            return None
-        return max(0.0, min(p._deadline for p in self._lingering) - time.monotonic())
+        wait = CHECK_EVERY if self._writing else None
+        if self._lingering:
+            linger = max(0.0, min(p._deadline for p in self._lingering) - time.monotonic())
+            wait = linger if wait is None else min(wait, linger)
+        return wait
 
     @staticmethod
     def _shutdown(peer: Peer) -> None:
@@ -389,6 +487,8 @@ class Shard(threading.Thread):
     def _close(self, peer: Peer) -> None:
         if peer._closed:
             return
+        if peer._behind:
+            self._set_behind(peer, False)
         self._want_write(peer, False)
         self._members.pop(peer, None)
         self._lingering.discard(peer)
@@ -399,8 +499,9 @@ class Shard(threading.Thread):
 class Fanout:
     """The shards together: assigns peers, broadcasts to all of them."""
 
-    def __init__(self, shards: int) -> None:
-        self.shards = [Shard(i) for i in range(max(1, shards))]
+    def __init__(self, shards: int, limits: Limits | None = None) -> None:
+        self.pressure = Pressure()
+        self.shards = [Shard(i, limits or Limits(), self.pressure) for i in range(max(1, shards))]
         self._next = itertools.cycle(self.shards)
         self._assign_lock = threading.Lock()  # itertools.cycle is not thread-safe
 
@@ -415,8 +516,9 @@ class Fanout:
     def broadcast(self, lines: Sequence[str]) -> None:
         """Lines for every attached peer; callers who need one order for everyone post under one lock."""
         outgoing = Outgoing(lines)
+        size = len(outgoing.encoded(ANSI_LINES))
         for shard in self.shards:
-            shard.post(_BROADCAST, None, outgoing)
+            shard.post(_BROADCAST, None, outgoing, size)
 
     def stop(self, timeout: float) -> None:
         """Let every shard flush (up to the linger time), close its peers and end."""

@@ -75,7 +75,7 @@ class LineConnection(socketserver.BaseRequestHandler):
         settings = self.server.settings
         tune(self.request, settings)
         host, port = self.client_address[:2]
-        self.peer = Peer(self.request, lines.address(str(host), int(port)), settings.max_outbox)
+        self.peer = Peer(self.request, lines.address(str(host), int(port)))
         self.server.room.fanout.add(self.peer)
         self.stream = LineStream(
             self.request, LineReader(settings.max_line), self.peer.flush_transform, "client"

@@ -122,6 +122,7 @@ class Session:
         while True:
             if self._next == len(self.events):
                 self._speak()  # what arrived together goes now, before waiting for more
+                self.room.fanout.pressure.wait()  # readers who fell behind catch up first
             waiting = self.member.state is State.WAITING
             try:
                 event = self._next_event(approval_deadline if waiting else None)

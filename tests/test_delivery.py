@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 
 import pytest
 
-from chatroom.delivery import ANSI_LINES, Fanout, Peer
+from chatroom.delivery import ANSI_LINES, Fanout, Limits, Peer, Rendering
 from harness import WAIT, wait_until
 
 
@@ -22,18 +23,24 @@ class Counting:
         return b"".join(b"<" + line.encode() + b">" for line in lines)
 
 
+LIMITS = Limits(backlog=32 * 1024, most=512 * 1024, stall=1.0)
+
+
 @pytest.fixture
 def fanout() -> Iterator[Fanout]:
-    fanout = Fanout(2)
+    fanout = Fanout(2, LIMITS)
     fanout.start()
     yield fanout
     fanout.stop(WAIT)
 
 
-def connected(fanout: Fanout, limit: int = 1 << 20, **options: object) -> tuple[Peer, socket.socket]:
+def connected(fanout: Fanout, rendering: Rendering = ANSI_LINES) -> tuple[Peer, socket.socket]:
     ours, theirs = socket.socketpair()
+    for sock in (ours, theirs):  # small kernel buffers, so outboxes fill soon
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     theirs.settimeout(WAIT)
-    peer = Peer(ours, "test", limit, **options)  # type: ignore[arg-type]
+    peer = Peer(ours, "test", rendering)
     fanout.add(peer)
     return peer, theirs
 
@@ -61,7 +68,7 @@ def test_broadcasts_reach_every_attached_peer_in_order(fanout: Fanout) -> None:
 def test_a_broadcast_is_encoded_once_per_rendering(fanout: Fanout) -> None:
     counting = Counting()
     terminals = [connected(fanout) for _ in range(3)]
-    others = [connected(fanout, rendering=counting) for _ in range(4)]
+    others = [connected(fanout, counting) for _ in range(4)]
     for peer, _theirs in terminals + others:
         peer.attach()
     fanout.broadcast(["hello"])
@@ -86,20 +93,55 @@ def test_a_tell_reaches_one_peer_after_what_was_queued_before(fanout: Fanout) ->
         bob_end.recv(1)
 
 
-def test_a_peer_that_stops_reading_is_cut_off_and_the_others_keep_getting_everything(fanout: Fanout) -> None:
-    stalled, stalled_end = connected(fanout, limit=64 * 1024)
-    stalled_end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+def test_a_slow_reader_holds_the_senders_back_and_loses_nothing(fanout: Fanout) -> None:
+    slow, slow_end = connected(fanout)
+    slow.attach()
+    line = "x" * 1000
+    for _ in range(100):  # 100 KB: past the backlog, far below the most
+        fanout.broadcast([line])
+    wait_until(lambda: fanout.pressure.behind == 1, what="the slow reader to hold the senders back")
+    expected = 100 * (len(line) + 2)
+    assert len(read_exactly(slow_end, expected)) == expected  # reading, it catches up...
+    wait_until(lambda: fanout.pressure.behind == 0, what="the senders to be let go")
+    assert slow.drop_reason is None  # ...and is never cut off
+
+
+class Reading(threading.Thread):
+    """A reader that keeps reading, in a thread of its own, until it has ``size`` bytes."""
+
+    def __init__(self, sock: socket.socket, size: int) -> None:
+        super().__init__(daemon=True)
+        self.sock, self.size, self.data = sock, size, b""
+        self.start()
+
+    def run(self) -> None:
+        self.data = read_exactly(self.sock, self.size)
+
+
+def send_like_a_session(fanout: Fanout, line: str, count: int) -> None:
+    """Broadcast as the sessions do: each read waits while a live reader is behind."""
+    for _ in range(count):
+        fanout.pressure.wait()
+        fanout.broadcast([line])
+
+
+@pytest.mark.parametrize(
+    ("count", "why"), [(100, "nothing taken for 1 s"), (1000, "over 524288 bytes waiting")]
+)
+def test_a_reader_that_stops_holds_nobody_back_and_is_cut_off(fanout: Fanout, count: int, why: str) -> None:
+    """Cut off after LIMITS.stall without taking anything, or at once past LIMITS.most."""
+    stalled, _stalled_end = connected(fanout)
     reader, reader_end = connected(fanout)
     stalled.attach()
     reader.attach()
     line = "x" * 1000
-    for _ in range(500):
-        fanout.broadcast([line])
-    expected = 500 * (len(line) + 2)
-    assert len(read_exactly(reader_end, expected)) == expected
-    wait_until(lambda: stalled.drop_reason is not None, what="the stalled peer to be cut off")
-    assert stalled.drop_reason is not None and stalled.drop_reason.startswith("not reading")
-    assert reader.drop_reason is None
+    reading = Reading(reader_end, count * (len(line) + 2))
+    send_like_a_session(fanout, line, count)
+    reading.join(WAIT)
+    assert len(reading.data) == reading.size  # the live reader lost nothing
+    wait_until(lambda: stalled.drop_reason is not None, what="the stalled reader to be cut off")
+    assert stalled.drop_reason == f"not reading: {why}"
+    assert reader.drop_reason is None and fanout.pressure.behind == 0
 
 
 def test_a_hang_up_flushes_first_and_release_closes(fanout: Fanout) -> None:
