@@ -25,6 +25,7 @@ from chatroom.delivery import Fanout, Limits
 from chatroom.listener import ChatServer
 from chatroom.logpipe import PipeLog, is_pipe
 from chatroom.room import Room
+from chatroom.serverlog import ServerLog
 from chatroom.storage import Store
 from chatroom.tls import server_context
 
@@ -35,45 +36,20 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 SHUTDOWN_GRACE = 3.0
 
 
-class ConsoleHandler(logging.Handler):
-    """Log lines to whatever ``sys.stdout`` is now (the console may redirect it above its prompt).
-
-    When standard output is a pipe, lines go through a ``PipeLog``, so a reader
-    that stops reading never stops the room (see ``chatroom.logpipe``).
-    """
-
-    def __init__(self, pipe: PipeLog | None) -> None:
-        super().__init__()
-        self.pipe = pipe
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + "\n"
-            if self.pipe is not None:  # never with the interactive console: that needs a terminal
-                self.pipe.write(line.encode("utf-8", "backslashreplace"))
-            else:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-        except Exception:
-            self.handleError(record)
-
-    def flush(self) -> None:
-        """At exit (``logging.shutdown``): a reader that has stalled gets a few seconds, not forever."""
-        if self.pipe is not None:
-            self.pipe.flush(SHUTDOWN_GRACE)
-
-
-def configure_logging() -> None:
+def configure_logging() -> ServerLog:
+    """The log goes to standard output, through a pipe-safe writer when that is a pipe or socket."""
     # Records need no thread or process names; asking for the thread's would
     # create a threading object for each client thread (see chatroom.listener).
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = ConsoleHandler(PipeLog(sys.stdout.fileno()) if is_pipe(sys.stdout.fileno()) else None)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    log.addHandler(handler)
+    server_log = ServerLog(
+        PipeLog(sys.stdout.fileno()) if is_pipe(sys.stdout.fileno()) else None, SHUTDOWN_GRACE
+    )
+    log.addHandler(server_log.handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    return server_log
 
 
 def raise_file_limit() -> int:
@@ -124,7 +100,7 @@ def serve(settings: Settings) -> int:
     # signals stay blocked in every thread (threads inherit the mask, so block
     # before any starts, the log's own included) and one thread takes them with sigwait().
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    configure_logging()
+    server_log = configure_logging()
     files = raise_file_limit()
     threading.stack_size(settings.thread_stack_kib * 1024)
     stop = threading.Event()
@@ -136,7 +112,8 @@ def serve(settings: Settings) -> int:
         bus = make_bus(settings)
         limits = Limits(settings.backlog, settings.max_outbox, settings.stall_timeout)
         fanout = Fanout(settings.fanout_threads, limits)
-        room = Room(settings, bus, fanout, Access(bus.bans(), read_allow_file(settings.allow_file)))
+        access = Access(bus.bans(), read_allow_file(settings.allow_file))
+        room = Room(settings, bus, fanout, access, server_log.chat)
         server = ChatServer(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, sqlite3.Error) as error:

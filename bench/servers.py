@@ -56,7 +56,7 @@ class ServerSpec:
                 sys.executable,
                 str(ours / "Server.py"),
                 *("--port", str(port), "--approve", "all", "--flood-rate", "0", "--db", ":memory:"),
-                *("--no-log-chat", "--max-clients", "0", "--max-per-ip", "0", "--max-pending", "0"),
+                *("--max-clients", "0", "--max-per-ip", "0", "--max-pending", "0"),
                 *ours_args,
             ]
         if self.name == "ncat":

@@ -54,8 +54,17 @@ def now() -> Now:
 
 
 class Room:
-    def __init__(self, settings: Settings, bus: Bus, fanout: Fanout, access: Access) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        fanout: Fanout,
+        access: Access,
+        log_chat: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
+        """``log_chat``: where public lines go for the log (``ServerLog.chat``; else one record each)."""
         self.settings = settings
+        self._log_chat = log_chat or self._log_lines
         self.bus = bus
         self.fanout = fanout
         self.lock = threading.Lock()
@@ -81,8 +90,7 @@ class Room:
                 case Log(text):
                     log.info("%s", text)
                 case LogChat(said):
-                    for line in said:
-                        log.info("%s", lines.unstamped(line))
+                    self._log_chat(said)
                 case Attach(conn):
                     conn.attach()
                 case Detach(conn):
@@ -95,6 +103,11 @@ class Room:
                 case QueueChanged():
                     queue_changed = True
         return queue_changed
+
+    @staticmethod
+    def _log_lines(said: Sequence[str]) -> None:
+        for line in said:
+            log.info("%s", lines.unstamped(line))
 
     def _step(self, step: Callable[[Now], Sequence[Effect]]) -> bool:
         """Take the lock, step the rules, apply; the queue callback runs after. True if anything happened."""
