@@ -118,6 +118,40 @@ def test_a_reader_that_never_reads_is_cut_and_everyone_else_gets_everything(
     assert "stalled" not in watcher.expect(messages.WHO)
 
 
+def test_a_reader_slower_than_a_blast_loses_nothing_and_is_not_cut_off(start_server: StartServer) -> None:
+    """Back-pressure: the blaster is slowed to the slow reader's pace instead of the reader being cut."""
+    server = start_server(
+        "--approve", "all", "--flood-rate", "0", "--backlog", "32768", "--max-outbox", "262144"
+    )
+    slow_sock = socket.socket()
+    slow_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow_sock.connect((server.host, server.port))
+    slow = RawClient(server.host, server.port, slow_sock)
+    slow.send_name("slow")
+    slow.expect(messages.WELCOME)
+    blaster = server.connect("blaster")
+    threading.Thread(target=lambda: all(iter(lambda: blaster.sock.recv(65536), b"")), daemon=True).start()
+    lines, filler = 4000, "y" * 200  # about 1 MB: four times what may wait for the slow reader
+    blast = threading.Thread(
+        target=blaster.sock.sendall,
+        args=("".join(f"blast-{i} {filler}\n" for i in range(lines)).encode(),),
+        daemon=True,
+    )
+    blast.start()
+    got: list[int] = []
+    while len(got) < lines:
+        slow_sock.settimeout(WAIT)
+        data = slow_sock.recv(1024)  # a reader on a slow link: small reads, a pause after each
+        assert data, f"cut off after {len(got)} lines"
+        slow.buffer += data
+        *complete, slow.buffer = slow.buffer.split(b"\n")
+        got += [int(found.group(1)) for line in complete if (found := re.search(rb"blast-(\d+) ", line))]
+        time.sleep(0.0005)
+    blast.join(WAIT)
+    assert got == list(range(lines))  # every line, once, in order
+    assert "not reading" not in server.log.text()
+
+
 # --- 2. bounded input ---------------------------------------------------------------
 
 
