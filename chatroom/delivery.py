@@ -17,7 +17,8 @@ elsewhere, by a small fixed number of shard threads (``Fanout``), because:
   does not hold up every reader (``--fanout-threads``; ``bench/README.md``
   has what each number did).
 * Under load a shard that has just taken a big batch waits ``COALESCE``
-  before the next one, so readers get fewer, larger sends.
+  before the next one, so readers get fewer, larger sends: cheaper for the
+  server and for every client, which wakes up and reads once for many lines.
 
 Readers that fall behind: back-pressure, then cut-off
 ---------------------------------------------------
@@ -76,10 +77,10 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 #: Under load a shard waits this long after a big batch before taking the next,
 #: so each reader gets fewer, larger sends (see the module docstring).
-COALESCE = 0.005
-#: A batch of at least this many events means load; at a chatty 200 lines/s
-#: batches hold one line each, so nothing is delayed.
-BUSY = 32
+COALESCE = 0.010
+#: A batch holding at least this many bytes of broadcasts means load (ten lines or so);
+#: at a chatty 200 lines/s a batch holds one line, so nothing is delayed.
+BUSY = 1024
 
 #: How long a peer that is leaving gets to take its last lines before close.
 LINGER_SECONDS = 2.0
@@ -298,9 +299,9 @@ class Shard(threading.Thread):
                         self._flush(key.data)
                 if busy_since:
                     time.sleep(max(0.0, busy_since + COALESCE - time.monotonic()))
-                events = self._take()
+                events, queued = self._take()
                 self._now = now = time.monotonic()
-                busy_since = now if len(events) >= BUSY else 0.0
+                busy_since = now if queued >= BUSY else 0.0
                 self._apply(events)
                 self._expire(now)
                 if now >= self._next_check:
@@ -315,15 +316,16 @@ class Shard(threading.Thread):
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _take(self) -> list[_Event]:
+    def _take(self) -> tuple[list[_Event], int]:
+        """The events posted since the last take, and how many bytes of broadcasts they hold."""
         with self._lock:
             events, self._events = self._events, []
+            queued, self._queued = self._queued, 0
             self._signalled = False
-            self._queued = 0
             if self._full:
                 self._full = False
                 self._pressure.change(-1)
-        return events
+        return events, queued
 
     def _drain_wakeups(self) -> None:
         try:
@@ -411,7 +413,7 @@ class Shard(threading.Thread):
         del peer._out[:sent]
         if sent:
             peer._since = time.monotonic()
-        if peer._behind and len(peer._out) <= self._limits.backlog // 2:
+        if peer._behind and len(peer._out) <= self._limits.backlog:
             self._set_behind(peer, False)
         if not peer._out:
             self._want_write(peer, False)

@@ -199,7 +199,8 @@ class Room:
         Rendered before the lock is taken: only the member's own thread renames it.
         """
         at = now()
-        rendered = [RoomRules.render(member.name, line, at) for line in said]
+        stamp, render = at.stamp, RoomRules.render
+        rendered = [render(member.name, line, stamp) for line in said]
         with self.lock:
             self._apply(self.rules.speak(member, rendered, at))
 

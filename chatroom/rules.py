@@ -463,11 +463,11 @@ class RoomRules:
     # --- talking --------------------------------------------------------------------------------
 
     @staticmethod
-    def render(name: str, said: Say | Action, now: Now) -> str:
+    def render(name: str, said: Say | Action, stamp: str) -> str:
         """A member's public line as everyone will see it (rendered once, here)."""
         if isinstance(said, Action):
-            return lines.action(now.stamp, name, said.text)
-        return lines.message(now.stamp, name, said.text, said.color)
+            return lines.action(stamp, name, said.text)
+        return lines.message(stamp, name, said.text, said.color)
 
     def speak(self, member: Member, rendered: Sequence[str], now: Now) -> list[Effect]:
         """Lines from ``member`` for the whole room, in one go (a paste arrives together)."""

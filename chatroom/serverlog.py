@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 
 from chatroom.logpipe import PipeLog
-from formatting.lines import unstamped
+from formatting.lines import unstamped_lines
 
 #: Bytes of log waiting to be formatted past which new lines are dropped (and counted).
 QUEUE_LIMIT = 4 << 20
@@ -103,7 +103,7 @@ class ServerLog:
             out = []
             for at, lines, said in queue:
                 date = _date(int(at))
-                out += [f"{date} {unstamped(line) if said else line}\n" for line in lines]
+                out += [f"{date} {line}\n" for line in (unstamped_lines(lines) if said else lines)]
             if dropped:
                 out.append(
                     f"{_date(int(time.time()))} [{dropped} log lines dropped: the log could not keep up]\n"

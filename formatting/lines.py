@@ -10,10 +10,12 @@ Every result ends with the SGR reset, so no style reaches the next line.
 from __future__ import annotations
 
 import functools
+import re
 import time
+from collections.abc import Sequence
 
 from formatting.colors import nick_color
-from formatting.markup import RESET, Span, Style, parse, to_ansi
+from formatting.markup import RESET, Span, Style, has_markup, parse, to_ansi
 from formatting.sanitize import strip_sgr
 from protocol import messages
 
@@ -44,8 +46,16 @@ def _body_style(color: str | None) -> Style:
     return Style(color=color)
 
 
+@functools.lru_cache(maxsize=4096)
+def _message_head(stamp: str, name: str) -> str:
+    """``[12:00:00] <alice> `` with its styles, ending plain: what comes before an unstyled body."""
+    return to_ansi([*_head(stamp), _speaker(name), SPACE])
+
+
 def message(stamp: str, name: str, body: str, color: str | None = None) -> str:
     """``[12:00:00] <alice> hello``."""
+    if color is None and not has_markup(body):  # most lines: the same bytes, built without spans
+        return _message_head(stamp, name) + body + RESET
     return _line(stamp, [_speaker(name), SPACE, *parse(body, _body_style(color))])
 
 
@@ -87,6 +97,14 @@ def stamp(at: float) -> str:
 def unstamped(line: str) -> str:
     """A rendered line as the server's log shows it (the log has timestamps of its own)."""
     return strip_sgr(line).split("] ", 1)[-1]
+
+
+_STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] ", re.M)
+
+
+def unstamped_lines(rendered: Sequence[str]) -> list[str]:
+    """``unstamped`` for a batch of stamped lines, in two passes over the whole batch, not two a line."""
+    return _STAMP.sub("", strip_sgr("\n".join(rendered))).split("\n")
 
 
 def address(host: str, port: int) -> str:

@@ -127,9 +127,14 @@ def _pair(tokens: list[str | _Marker]) -> None:
             open_at[token.kind] = index
 
 
+def has_markup(text: str) -> bool:
+    """Might ``text`` style anything? (It holds a marker, perhaps escaped or unmatched.)"""
+    return "**" in text or "__" in text or "~~" in text
+
+
 def parse(text: str, base: Style = PLAIN) -> list[Span]:
     """Split marked-up text into runs of one style each."""
-    if not _MARKER.search(text):
+    if not has_markup(text):
         return [Span(text, base)] if text else []  # most lines: no markup at all
     tokens = _tokenize(text)
     _pair(tokens)

@@ -466,7 +466,7 @@ def test_a_rename_in_a_crowd_is_told_only_to_the_one_renamed() -> None:
 def test_speaking_stores_then_delivers_then_logs() -> None:
     room = rules()
     alice = joined(room, "alice")
-    line = RoomRules.render("alice", Say("hi **there**"), NOW)
+    line = RoomRules.render("alice", Say("hi **there**"), NOW.stamp)
     effects = room.speak(alice, [line], LATER)
     assert [type(e) for e in effects] == [Remember, Broadcast, LogChat]
     assert broadcast(effects) == ["[" + NOW.stamp + "] <alice> hi there"]
@@ -477,7 +477,7 @@ def test_speaking_in_a_shared_room_goes_through_the_bus() -> None:
     room = rules(log_chat=False)
     room.shared = True
     alice = joined(room, "alice")
-    line = RoomRules.render("alice", Action("waves"), NOW)
+    line = RoomRules.render("alice", Action("waves"), NOW.stamp)
     assert room.speak(alice, [line], NOW) == [ToBus(Publish((line,)))]
 
 
