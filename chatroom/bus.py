@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from chatroom.storage import History, Store
+from chatroom.storage import Store
 
 if TYPE_CHECKING:
     from chatroom.room import Member, Room
@@ -75,24 +75,25 @@ class LocalBus:
 
     node: str | None = None
 
-    def __init__(self, store: Store, keep: int) -> None:
+    def __init__(self, store: Store, grace: float) -> None:
+        """``grace``: how long closing waits for the store to write what is waiting."""
         self.store = store
         self.where = store.path
-        self._history = History(store, keep)
+        self._grace = grace
 
     def start(self, room: Room, node: str) -> None:
         """Nothing to join."""
 
     def close(self, farewells: list[str]) -> None:
-        """No one elsewhere needs the farewells; history is already committed."""
-        self.store.close()
+        """No one elsewhere needs the farewells; the store writes what waits, within the grace."""
+        self.store.close(self._grace)
 
     def publish(self, lines: list[str]) -> bool:
-        self._history.extend(lines)  # committed before anyone sees them (see chatroom.storage)
+        self.store.append(lines)  # written behind the room (see chatroom.storage)
         return True
 
     def recent(self) -> list[str]:
-        return self._history.recent()
+        return self.store.recent()
 
     def enter(self, member: Member) -> None:
         pass
@@ -110,10 +111,10 @@ class LocalBus:
         return self.store.bans()
 
     def add_ban(self, kind: str, value: str) -> None:
-        self.store.add_ban(kind, value)
+        self.store.save_ban(kind, value, True)
 
     def remove_ban(self, kind: str, value: str) -> None:
-        self.store.remove_ban(kind, value)
+        self.store.save_ban(kind, value, False)
 
     def claim(self, key: str) -> bool:
         return True  # the room has checked its own names already
