@@ -1,6 +1,6 @@
 """What survives a restart: public history and bans, in one SQLite file, written behind the room.
 
-**Write-behind.** One thread of the store's own owns the connection and writes,
+**Write-behind.** A thread of the store's own holds the connection and writes,
 in order, batches of what it was given: the lines (``append``) and the ban
 changes (``save_ban``) that arrived since its last write, one transaction a
 batch. Callers only queue, so a slow, full, locked or vanished disk never
@@ -36,8 +36,9 @@ can fail with an error. The trade-off: the server holds the file's lock for as
 long as it runs, so no other program can read the database meanwhile (the
 ``sqlite3`` shell says "database is locked"). After each batch the WAL is
 checkpointed into the file, so between batches the file alone is complete: a
-copy of it (``cp``) can be read while the server runs, and a file damaged
-under the server never gets the server's pages checkpointed into it.
+copy of it (``cp``) can be read while the server runs, and a file changed
+under the server between batches never gets the server's pages mixed into it
+when the connection is closed.
 ``:memory:`` gives the same code an in-memory database that dies with the
 process.
 """
@@ -109,11 +110,15 @@ class Store:
         self.keep = keep
         self._report = report
         try:
-            self._db: sqlite3.Connection | None = _connect(path, STARTUP_WAIT)
-            loaded = _last_lines(self._db, keep)
-            self._loaded_bans = _bans_in(self._db)
+            db = _connect(path, STARTUP_WAIT)
+            try:
+                loaded, self._loaded_bans = _last_lines(db, keep), _bans_in(db)
+            except BaseException:
+                db.close()
+                raise
         except (sqlite3.Error, OSError) as error:
             raise StoreError(f"{path}: {_why(error)}") from None
+        self._db: sqlite3.Connection | None = db
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stored: deque[str] = deque(loaded, maxlen=keep)  # the file's last lines
@@ -296,9 +301,10 @@ class Store:
 
     def _finish(self) -> None:
         with self._lock:
-            unsaved = len(self._waiting)
-        if unsaved:
-            self._report(f"history: {unsaved} lines could not be stored in {self.path} before exit")
+            lines, bans = len(self._waiting), len(self._ban_changes)
+        if lines or bans:
+            unsaved = f"{lines} lines and {bans} ban changes"
+            self._report(f"history: {unsaved} could not be stored in {self.path} before exit")
         self._disconnect()
 
     def _changed(self) -> str | None:
