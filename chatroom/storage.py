@@ -284,8 +284,8 @@ class Store:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         written.replay = _last_lines(db, self.keep)
         written.note = (
-            f"history: {self.path} was {how} while the server ran; wrote the room's {len(bans)} bans "
-            f"and the {len(missing)} recent lines it lacked into the file now there"
+            f"history: {self.path} was {how} while the server ran; wrote the room's bans ({len(bans)}) "
+            f"and the recent lines it lacked ({len(missing)}) into the file now there"
         )
 
     def _failed(self, error: sqlite3.Error | OSError) -> None:

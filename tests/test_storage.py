@@ -171,8 +171,8 @@ def test_a_deleted_file_is_started_afresh_with_the_rooms_lines_and_bans(
         sibling.unlink()
     say(store, "three")
     assert log.lines == [
-        f"history: {path} was deleted while the server ran; wrote the room's 1 bans and the 2 recent lines "
-        "it lacked into the file now there"
+        f"history: {path} was deleted while the server ran; wrote the room's bans (1) and the recent lines "
+        "it lacked (2) into the file now there"
     ]
     store.close(5)
     assert rows(path) == ["one", "two", "three"]
@@ -228,7 +228,7 @@ def test_a_file_replaced_by_an_older_copy_gets_only_the_lines_it_lacks(
     say(store, "three")
     os.replace(tmp_path / "backup", path)
     say(store, "four")
-    assert "was replaced" in log.lines[0] and "the 1 recent lines it lacked" in log.lines[0]
+    assert "was replaced" in log.lines[0] and "the recent lines it lacked (1)" in log.lines[0]
     assert store.recent() == ["one", "two", "three", "four"]
     store.close(5)
     assert rows(path) == ["one", "two", "three", "four"]
