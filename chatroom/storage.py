@@ -12,9 +12,10 @@ lines known to be in the file, never a line that is not. A line on its way
 (being written) is not in it yet, so someone let in during those milliseconds
 sees that line neither replayed nor live: the price of never replaying what
 a restart would not. While storing fails, ``recent()`` stays as it was (history
-is paused); the newest ``keep`` lines said meanwhile wait in memory, are retried
-(with a backoff) and join ``recent()`` once written. Older ones are dropped
-unsaid: they would have fallen out of the replay anyway. What ``kill -9`` can
+is paused); the lines said meanwhile wait in memory, are retried (with a
+backoff) and join ``recent()`` once written. At most ``keep`` lines wait: when
+more come (a long failure, or a burst faster than the disk) the oldest are
+dropped unsaid, as they would have fallen out of the replay anyway. What ``kill -9`` can
 lose is what was waiting: lines of the last few milliseconds, or said while
 storing failed. A line that has been replayed to anyone survives it.
 
@@ -25,7 +26,9 @@ path is compared with the one this store wrote: if it was deleted, replaced,
 truncated or overwritten, the connection is dropped and the file now at the
 path is used (a fresh one if there is none), given the room's bans and the
 recent lines it lacks. A file there that is not a usable database is left
-alone, and history stays paused until someone moves it away.
+alone, and history stays paused until someone moves it away. The comparison
+is of the file's identity, size and modification time, before and after each
+batch: a change made while a batch is being written can go unnoticed.
 
 **No SIGBUS.** In WAL mode SQLite maps the ``-shm`` file into memory, and a
 process that touches a page of a mapped file truncated under it dies of
