@@ -30,8 +30,9 @@ class SmallDisk:
 
     ``how`` says which fault it is: ``"tmpfs"`` (a 1 MiB tmpfs, filled with a
     file until the kernel says ENOSPC), or ``"RLIMIT_FSIZE"`` where mounting is
-    not permitted (the writing process may not make any file bigger than it
-    is; Python ignores SIGXFSZ, so writes fail with EFBIG instead of killing it).
+    not permitted (a file-size limit of 0 on the writing process: Linux then
+    refuses its every write to a file with EFBIG, and Python ignores SIGXFSZ,
+    so the writes fail instead of killing it).
     """
 
     def __init__(self, directory: Path, how: str) -> None:
@@ -49,8 +50,7 @@ class SmallDisk:
                 except OSError as error:
                     assert error.errno == errno.ENOSPC, error
         else:
-            biggest = max(path.stat().st_size for path in self.dir.iterdir())
-            limit = (biggest, resource.RLIM_INFINITY)
+            limit = (0, resource.RLIM_INFINITY)
             self._limited[pid] = resource.prlimit(pid, resource.RLIMIT_FSIZE, limit)
 
     def free(self, pid: int) -> None:
