@@ -13,7 +13,6 @@ import logging
 import resource
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 
@@ -26,7 +25,7 @@ from chatroom.listener import ChatServer
 from chatroom.logpipe import PipeLog, is_pipe
 from chatroom.room import Room
 from chatroom.serverlog import ServerLog
-from chatroom.storage import Store
+from chatroom.storage import Store, StoreError
 from chatroom.tls import server_context
 
 log = logging.getLogger("chat")
@@ -63,7 +62,7 @@ def raise_file_limit() -> int:
 def make_bus(settings: Settings) -> Bus:
     """SQLite on our own, or a room shared through Redis; redis-py is imported only for the latter."""
     if not settings.redis:
-        return LocalBus(Store(settings.db, settings.history, lambda text: log.warning("%s", text)))
+        return LocalBus(Store(settings.db, settings.history, log.warning))
     try:
         from chatroom.cluster import ClusterBus
     except ModuleNotFoundError as error:
@@ -116,7 +115,7 @@ def serve(settings: Settings) -> int:
         room = Room(settings, bus, fanout, access, server_log.chat)
         server = ChatServer(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
-    except (OSError, ValueError, sqlite3.Error) as error:
+    except (OSError, ValueError, StoreError) as error:
         log.error("cannot start: %s", why_not(error, settings))
         return 1
 

@@ -533,30 +533,6 @@ def test_each_port_keeps_its_own_history_by_default(monkeypatch: pytest.MonkeyPa
     }
 
 
-def test_history_survives_kill_9_and_private_messages_are_never_stored(
-    start_server: StartServer, tmp_path: Path
-) -> None:
-    db = str(tmp_path / "history.sqlite3")
-    first = start_server("--approve", "all", db=db)
-    alice, bob = first.connect("alice"), first.connect("bob")
-    alice.send("remember **this**")
-    alice.send("/private bob forget this secret")
-    alice.send("and this")
-    bob.expect("<alice> and this")  # acknowledged to the room...
-    first.proc.kill()  # ...then kill -9
-    first.proc.wait()
-    rows = [line for (line,) in sqlite3.connect(db).execute("SELECT line FROM messages")]
-    assert not any("secret" in line for line in rows)
-
-    second = start_server("--approve", "all", db=db)
-    late = second.connect("late")
-    late.expect(messages.HISTORY_START)
-    replay = [strip_sgr(late.expect(messages.MESSAGE)) for _ in range(2)]
-    assert replay[0].endswith("<alice> remember this") and replay[1].endswith("<alice> and this")
-    late.expect(messages.HISTORY_END)
-    assert not any("secret" in line for line in late.lines)
-
-
 def test_memory_db_keeps_nothing_across_restarts(start_server: StartServer) -> None:
     first = start_server("--approve", "all")
     first.connect("alice").send("ephemeral")

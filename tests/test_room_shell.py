@@ -91,7 +91,10 @@ def test_a_paste_arrives_whole_and_in_order(room: InProcess) -> None:
     alice.sock.sendall(b"".join(f"line {i}\n".encode() for i in range(8)))
     got = [messages.MESSAGE.match(bob.expect(messages.MESSAGE)) for _ in range(8)]
     assert [fields and fields["text"] for fields in got] == [f"line {i}" for i in range(8)]
-    assert room.bus.recent()[-1].endswith("line 7\x1b[0m")  # and in history, for the next newcomer
+    wait_until(
+        lambda: (room.bus.recent() or [""])[-1].endswith("line 7\x1b[0m"),
+        what="the paste in history, for the next newcomer",
+    )
 
 
 def test_the_operator_decides_and_waiting_lines_go_nowhere() -> None:
