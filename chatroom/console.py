@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+import wcwidth
+
 from chatroom.bus import Present
 from chatroom.room import Member, Room, clock
 from formatting.lines import duration
@@ -29,28 +31,30 @@ log = logging.getLogger("chat")
 YES = frozenset({"y", "yes"})
 NO = frozenset({"n", "no"})
 
-#: Commands and what they take, for /help and for completion.
-COMMANDS = {
-    "/approve": "NAME      let NAME in (y lets in the oldest)",
-    "/deny": "NAME         turn NAME away (n turns away the oldest)",
-    "/pending": "           who is waiting",
-    "/who": "               who is in the room: address, server, since when, idle time",
-    "/kick": "NAME [why]    remove someone from the room",
-    "/ban": "NAME|IP        remove and keep out (a name also bans its address)",
-    "/unban": "NAME|IP      lift a ban",
-    "/bans": "              list bans",
-    "/allow": "NAME         add to the allow-list (joins without asking from now on)",
-    "/say": "TEXT           announce to the room",
-    "/quit": "              shut the server down",
-    "/help": "              this list",
+#: Each command: what it takes and what it does, for /help (short enough for 80 columns),
+#: usage lines and completion.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "/approve": ("NAME", "let NAME in"),
+    "/deny": ("NAME", "turn NAME away"),
+    "/pending": ("", "who is waiting, oldest first"),
+    "/who": ("", "who is in the room, when they connected"),
+    "/kick": ("NAME [why]", "remove someone from the room"),
+    "/ban": ("NAME|IP", "remove and keep out (name and address)"),
+    "/unban": ("NAME|IP", "lift a ban"),
+    "/bans": ("", "list bans"),
+    "/allow": ("NAME", "let NAME in without asking from now on"),
+    "/say": ("TEXT", "announce to the room"),
+    "/quit": ("", "shut the server down"),
+    "/help": ("", "this list"),
 }
 NAME_COMMANDS = frozenset({"/approve", "/deny", "/kick", "/ban", "/unban", "/allow"})
 #: Commands that mean nothing without an argument; alone they get their usage.
 NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say"})
 
 
-def ask_line(member: Member) -> str:
-    return f"join request: {member.name} from {member.address} - let in? [y/n]"
+def ask_line(member: Member, waiting: int) -> str:
+    more = f" ({waiting - 1} more waiting)" if waiting > 1 else ""
+    return f"join request: {member.name} from {member.address} - let in? [y/n]{more}"
 
 
 class Operator:
@@ -73,9 +77,12 @@ class Operator:
             changed = head is not self._asked
             self._asked = head
         if changed and head is not None:
-            more = f" ({len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
-            log.info("%s%s", ask_line(head), more)
+            self._ask(head, len(waiting))
         self.on_change()
+
+    @staticmethod
+    def _ask(member: Member, waiting: int) -> None:
+        log.info("%s", ask_line(member, waiting))
 
     def execute(self, text: str) -> None:
         text = text.strip()
@@ -84,15 +91,14 @@ class Operator:
         word, _, rest = text.partition(" ")
         word, rest = word.lower(), rest.strip()
         if word in NEEDS_ARGUMENT and not rest:
-            log.info("usage: %s %s", word, COMMANDS[word].split("  ")[0])
+            log.info("usage: %s %s", word, COMMANDS[word][0])
             return
         if word in YES or word in NO:
             self._answer(word in YES, rest)
         elif word in ("/approve", "/deny"):
             self._answer(word == "/approve", rest)
         elif word == "/pending":
-            waiting = self.room.waiting()
-            log.info("waiting (%d): %s", len(waiting), ", ".join(m.who for m in waiting) or "nobody")
+            self._pending()
         elif word in ("/who", "/names"):
             self._who()
         elif word == "/kick":
@@ -122,9 +128,9 @@ class Operator:
         elif word in ("/quit", "/shutdown"):
             self.shutdown()
         elif word in ("/help", "help", "?"):
-            log.info("operator commands:  y | n   let in / turn away the oldest waiting client")
-            for command, usage in COMMANDS.items():
-                log.info("  %s %s", command, usage)
+            log.info("operator commands:")
+            for line in help_lines():
+                log.info("  %s", line)
         else:
             log.info("unknown operator command %r; /help lists them", word)
 
@@ -150,6 +156,15 @@ class Operator:
         else:
             self.room.refuse(member, messages.REFUSED, "refused by the operator")
 
+    def _pending(self) -> None:
+        waiting = self.room.waiting()
+        if not waiting:
+            log.info("waiting (0): nobody")
+            return
+        log.info("waiting (%d):", len(waiting))
+        for line in pending_lines(waiting):
+            log.info("  %s", line)
+
     def _who(self) -> None:
         members, elsewhere = self.room.members(), self.room.bus.elsewhere()
         log.info("in the room (%d):", len(members) + len(elsewhere))
@@ -166,17 +181,51 @@ class Operator:
             log.info("console input closed: nobody can answer join requests (see --approve)")
 
 
+# --- what the console shows (pure: lists in, lines out) ---------------------------------
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as columns two cells apart, each as wide as its widest entry (in terminal cells)."""
+    if not rows:
+        return []
+    widths = [max(wcwidth.width(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*map(wcwidth.ljust, row[:-1], widths), row[-1]]) for row in rows]
+
+
+def help_lines() -> list[str]:
+    rows = [("y | n", "let in / turn away the oldest waiting")]
+    rows += [(f"{command} {takes}".strip(), does) for command, (takes, does) in COMMANDS.items()]
+    return table(rows)
+
+
 def who_lines(
-    members: list[Member], elsewhere: Sequence[Present] = (), node: str | None = None
-) -> Iterator[str]:
-    """People here (with idle time), then, in a room shared between servers, people elsewhere."""
+    members: Sequence[Member], elsewhere: Sequence[Present] = (), node: str | None = None
+) -> list[str]:
+    """People here (with idle time), then, in a room shared between servers, people elsewhere.
+
+    The time is when their connection came in, and says so: the room's
+    ``/whois`` gives when they were let in, as "in the room since".
+    """
     now = time.monotonic()
-    where = f" on {node:<16}" if node is not None else ""
+    where = [f"on {node}"] if node is not None else []
+    rows = []
     for m in members:
         idle = duration(now - m.last_active)
-        yield f"{m.name:<24} {m.address:<22}{where} since {clock(m.connected_at)}, idle {idle}"
-    for p in sorted(elsewhere, key=lambda p: (p.node, p.joined)):
-        yield f"{p.name:<24} {p.address:<22} on {p.node:<16} since {clock(p.since)}"
+        rows.append([m.name, m.address, *where, f"connected {clock(m.connected_at)}, idle {idle}"])
+    rows += [
+        [p.name, p.address, f"on {p.node}", f"connected {clock(p.since)}"]
+        for p in sorted(elsewhere, key=lambda p: (p.node, p.joined))
+    ]
+    return table(rows)
+
+
+def pending_lines(waiting: Sequence[Member]) -> list[str]:
+    """One waiting person a line, oldest (the one ``y``/``n`` answers) first."""
+    now = time.time()
+    return table([[m.name, m.address, f"waiting {duration(now - m.connected_at)}"] for m in waiting])
+
+
+# --- the interactive console ---------------------------------------------------------
 
 
 def run_interactive(operator: Operator, stop: threading.Event) -> None:
@@ -235,17 +284,19 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
 
     operator.on_change = redraw
     threading.Thread(target=stop_prompt, name="console-stop", daemon=True).start()
-    with patch_stdout(raw=True):
-        while not stop.is_set():
-            try:
-                text = session.prompt()
-            except KeyboardInterrupt:
-                operator.shutdown()
-                break
-            except EOFError:
-                if not stop.is_set():
-                    log.info("type /quit to shut the server down")
-                continue
-            operator.execute(text)
-    done.set()
-    operator.on_change = lambda: None
+    try:
+        with patch_stdout(raw=True):
+            while not stop.is_set():
+                try:
+                    text = session.prompt()
+                except KeyboardInterrupt:
+                    operator.shutdown()
+                    break
+                except EOFError:
+                    if not stop.is_set():
+                        log.info("type /quit to shut the server down")
+                    continue
+                operator.execute(text)
+    finally:
+        done.set()
+        operator.on_change = lambda: None

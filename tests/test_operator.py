@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from chatroom.console import COMMANDS
 from harness import (
     RawClient,
     ServerProcess,
@@ -17,22 +18,30 @@ from harness import (
 from protocol import messages
 
 
-def test_who_shows_addresses_since_and_idle_time(server: ServerProcess) -> None:
-    _alice = server.connect("alice")
+def test_who_says_when_people_connected_apart_from_whois_saying_when_they_joined(
+    server: ServerProcess,
+) -> None:
+    alice = server.connect("alice")
     start = len(server.log.lines)
     server.console("/who")
     server.log.wait_for(r"in the room \(1\):", start=start)
-    server.log.wait_for(r"  alice\s+127\.0\.0\.1:\d+\s+since \d\d:\d\d:\d\d, idle \d+s", start=start)
+    row = server.log.wait_for(r"  alice  127\.0\.0\.1:\d+  connected \d\d:\d\d:\d\d, idle \d+s$", start)
+    connected = row.split("connected ")[1][:8]
+    alice.send("/whois alice")
+    joined = messages.WHOIS.match(alice.expect(messages.WHOIS))["since"]  # type: ignore[index]
+    assert connected <= joined  # the two times, each named for what it is
 
 
-def test_pending_lists_the_queue(server: ServerProcess) -> None:
+def test_pending_lists_the_queue_one_a_line(server: ServerProcess) -> None:
     clients = [RawClient(server.host, server.port) for _ in range(2)]
-    for client, name in zip(clients, ("ann", "ben"), strict=True):
+    for client, name in zip(clients, ("ann", "bartholomew"), strict=True):
         client.send_name(name)
         client.expect(messages.WAITING)
     start = len(server.log.lines)
     server.console("/pending")
-    server.log.wait_for(r"waiting \(2\): ann \(127\.0\.0\.1:\d+\), ben \(127\.0\.0\.1:\d+\)", start=start)
+    server.log.wait_for(r"waiting \(2\):$", start=start)
+    server.log.wait_for(r"  ann          127\.0\.0\.1:\d+  waiting \d+s$", start=start)
+    server.log.wait_for(r"  bartholomew  127\.0\.0\.1:\d+  waiting \d+s$", start=start)
 
 
 def test_help_lists_the_operator_commands(server: ServerProcess) -> None:
@@ -235,3 +244,50 @@ def test_a_whole_session_on_terminals(terminals: list[Terminal]) -> None:
         }
     finally:
         user.close()
+
+
+# --- what a newcomer to the console sees -------------------------------------------------
+
+
+def wait_in_line(port: int, *names: str) -> list[RawClient]:
+    clients = []
+    for name in names:
+        client = RawClient("127.0.0.1", port)
+        client.send_name(name)
+        client.expect(messages.WAITING)
+        clients.append(client)
+    return clients
+
+
+def test_pending_puts_each_of_a_full_queue_on_a_line_of_its_own(terminals: list[Terminal]) -> None:
+    console = TerminalServer(columns=80)
+    terminals.append(console)
+    console.wait_prompt("operator>")
+    names = [f"guest{i}" if i % 3 else f"visitor_number_{i}" for i in range(16)]  # --max-pending: 16
+    _waiting = wait_in_line(console.port, *names)
+    console.type("/pending\r")
+    screen = console.wait_screen(r"waiting \(16\):\n(.*\n){16}")
+    rows = screen.split("waiting (16):\n")[1].split("\n")[:16]
+    columns = set()
+    for name, row in zip(names, rows, strict=True):
+        found = re.fullmatch(rf"\S+ \S+   {name} +(127\.0\.0\.1:\d+)  waiting \d+s", row)
+        assert found, row
+        columns.add(found.start(1))
+    assert len(columns) == 1  # the addresses line up
+
+
+def test_help_is_a_table_whose_columns_line_up(terminals: list[Terminal]) -> None:
+    console = TerminalServer(columns=80, rows=30)
+    terminals.append(console)
+    console.wait_prompt("operator>")
+    console.type("/help\r")
+    screen = console.wait_screen(r"operator commands:\n(.*\n){13}")
+    rows = screen.split("operator commands:\n")[1].split("\n")[:13]
+    starts = set()
+    for row in rows:
+        assert len(row) < 80, row  # no row wraps at 80 columns
+        found = re.fullmatch(r"\S+ \S+   (\S+(?: \S+)*)  +(\S.*)", row)
+        assert found, row
+        starts.add(found.start(2))
+    assert [row.split()[2] for row in rows] == ["y", *COMMANDS]
+    assert len(starts) == 1, rows
