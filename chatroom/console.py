@@ -47,7 +47,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/quit": ("", "shut the server down"),
     "/help": ("", "this list"),
 }
-NAME_COMMANDS = frozenset({"/approve", "/deny", "/kick", "/ban", "/unban", "/allow"})
 #: Commands that mean nothing without an argument; alone they get their usage.
 NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say"})
 
@@ -231,23 +230,40 @@ def pending_lines(waiting: Sequence[Member]) -> list[str]:
 def run_interactive(operator: Operator, stop: threading.Event) -> None:
     """prompt_toolkit console on the main thread; returns once ``stop`` is set."""
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.completion import Completer, Completion, WordCompleter
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
     from prompt_toolkit.document import Document
     from prompt_toolkit.patch_stdout import patch_stdout
 
     room = operator.room
 
+    def names(people: Iterable[Member]) -> list[str]:
+        return [m.name for m in people]
+
+    #: What each command's argument can be, for Tab.
+    arguments: dict[str, Callable[[], list[str]]] = {
+        "/approve": lambda: names(room.waiting()),
+        "/deny": lambda: names(room.waiting()),
+        "/allow": lambda: names(room.waiting()),
+        "/kick": lambda: names(room.members()),
+        "/ban": lambda: names(room.members() + room.waiting()),
+        "/unban": lambda: [value for _, value in room.bans()],
+    }
+
     class OperatorCompleter(Completer):
-        def get_completions(self, document: Document, event: object) -> Iterator[Completion]:
+        """Like ``Client.py``'s input line: a sole candidate goes in with a space after it."""
+
+        def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
             words = document.text_before_cursor.split(" ")
-            if len(words) <= 1:
-                choices = ["y", "n", *COMMANDS]
-            elif words[0].lower() in NAME_COMMANDS and len(words) == 2:
-                choices = [m.name for m in room.waiting() + room.members()]
+            if len(words) == 1:
+                candidates: Iterable[str] = COMMANDS
+            elif len(words) == 2 and words[0].lower() in arguments:
+                candidates = arguments[words[0].lower()]()
             else:
                 return
-            completer = WordCompleter(choices, ignore_case=True, WORD=True)
-            yield from completer.get_completions(document, event)  # type: ignore[arg-type]
+            word = words[-1]
+            for candidate in candidates:
+                if candidate.casefold().startswith(word.casefold()):
+                    yield Completion(candidate + " ", -len(word), display=candidate)
 
     def toolbar() -> str:
         waiting = room.waiting()
@@ -260,6 +276,7 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
     session: PromptSession[str] = PromptSession(
         "operator> ",
         completer=OperatorCompleter(),
+        complete_while_typing=False,  # a menu only on Tab, as in Client.py
         bottom_toolbar=toolbar,
         refresh_interval=1.0,
         reserve_space_for_menu=4,  # the log above matters more than a tall menu

@@ -167,10 +167,8 @@ def test_interactive_console_approves_and_shows_the_queue(terminals: list[Termin
     second.send_name("second")
     second.expect(messages.WAITING)
     console.wait_screen(r"waiting \(2\): first .*second .*y/n answers first")
-    console.type("/approve sec")
-    console.wait_screen(r"operator> /approve sec\n\s+second")  # the completion menu
-    console.type("\t")
-    wait_until(lambda: "/approve second" in console.cursor_line(), what="tab completion of the name")
+    console.type("/approve sec\t")
+    wait_until(lambda: console.cursor_line() == "operator> /approve second", what="the name completed")
     console.type("\r")
     second.expect(messages.WELCOME)
     console.wait_screen(r"waiting \(1\): first")
@@ -291,3 +289,28 @@ def test_help_is_a_table_whose_columns_line_up(terminals: list[Terminal]) -> Non
         starts.add(found.start(2))
     assert [row.split()[2] for row in rows] == ["y", *COMMANDS]
     assert len(starts) == 1, rows
+
+
+def test_tab_completes_a_sole_candidate_with_a_space_as_the_client_does(terminals: list[Terminal]) -> None:
+    console = TerminalServer("--approve", "all")
+    terminals.append(console)
+    console.wait_prompt("operator>")
+
+    def typed() -> tuple[str, int]:
+        with console._lock:
+            return console.screen.display[console.screen.cursor.y].rstrip(), console.screen.cursor.x
+
+    console.type("/ki\t")
+    wait_until(lambda: typed() == ("operator> /kick", len("operator> /kick ")), what="/kick and a space")
+    assert "/kick" not in console.display().split("operator> /kick")[1]  # no menu left open
+    console.type("\tx")  # a second Tab (nobody to kick yet) leaves it as it is
+    wait_until(lambda: typed()[0] == "operator> /kick x", what="the line as it was")
+    console.type("\x7f")
+    guest = RawClient("127.0.0.1", console.port)
+    guest.send_name("guestly")
+    guest.expect(messages.WELCOME)
+    console.type("gu\t")
+    done = "operator> /kick guestly"
+    wait_until(lambda: typed() == (done, len(done) + 1), what="the name and a space")
+    console.type("\r")
+    guest.expect(messages.KICKED)
