@@ -3,7 +3,8 @@
 Two front ends share one set of commands (``Operator``):
 
 * On a terminal, a prompt_toolkit console: the log scrolls above, the
-  operator types below, and a bar at the bottom shows who is waiting.
+  operator types below, and a bar at the bottom says whom ``y``/``n``
+  answers, then who else is waiting (cut to the terminal's width).
 * Otherwise (a pipe, a file, a script), plain lines from standard input, so
   scripts and tests can approve.
 
@@ -56,6 +57,10 @@ def ask_line(member: Member, waiting: int) -> str:
     return f"join request: {member.name} from {member.address} - let in? [y/n]{more}"
 
 
+#: The log record attribute that marks a join request line (see ``Reminder``).
+ASKS = "asks_about"
+
+
 class Operator:
     """What the operator's words do. Replies go to the log, like everything else."""
 
@@ -79,9 +84,17 @@ class Operator:
             self._ask(head, len(waiting))
         self.on_change()
 
+    def ask_again(self) -> None:
+        """Print the request that ``y``/``n`` answers once more, if one is still open."""
+        waiting = self.room.waiting()
+        with self._lock:
+            head = self._asked
+        if head is not None and waiting and waiting[0] is head:
+            self._ask(head, len(waiting))
+
     @staticmethod
     def _ask(member: Member, waiting: int) -> None:
-        log.info("%s", ask_line(member, waiting))
+        log.info("%s", ask_line(member, waiting), extra={ASKS: member.name})
 
     def execute(self, text: str) -> None:
         text = text.strip()
@@ -224,7 +237,92 @@ def pending_lines(waiting: Sequence[Member]) -> list[str]:
     return table([[m.name, m.address, f"waiting {duration(now - m.connected_at)}"] for m in waiting])
 
 
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal cells, with ``…`` where it was cut."""
+    if wcwidth.width(text) <= width:
+        return text
+    return wcwidth.clip(text, 0, max(0, width - 1)) + "…"
+
+
+def status_bar(waiting: Sequence[Member], in_room: int, width: int) -> str:
+    """The bar under the prompt: whom ``y``/``n`` answers first, the rest cut to fit.
+
+    The name an answer goes to is what the operator acts on, so it comes first
+    and never falls off the edge of a narrow terminal; who else waits, from
+    where and for how long is detail, and is cut where the width ends.
+    """
+    if not waiting:
+        return fit(f" {in_room} in the room, nobody waiting   /help for commands", width)
+    now = time.time()
+    more = f" (+{len(waiting) - 1} more)" if len(waiting) > 1 else ""
+    queue = ", ".join(f"{m.name} {m.address} {duration(now - m.connected_at)}" for m in waiting)
+    return fit(f" y/n → {waiting[0].name}{more}   waiting: {queue}", width)
+
+
 # --- the interactive console ---------------------------------------------------------
+
+#: Seconds without a log line after which a burst is over.
+QUIET = 1.0
+#: Cells before each log line's text: the timestamp, ``2026-11-21 12:00:01 ``.
+STAMP_CELLS = 20
+#: Rows under the log: the prompt, the space kept for the completion menu, the bar.
+MENU_ROWS = 4
+BELOW_LOG = 1 + MENU_ROWS + 1
+
+
+class Reminder(logging.Handler):
+    """Prints the open join request again when a burst of log lines has buried it.
+
+    The request line is what the operator answers, and in a burst (a crowd
+    connecting, refusals, people giving up) it scrolls out of sight. Rule:
+    once the log has been quiet for ``QUIET`` seconds, if the rows logged
+    since the request was last printed fill the log area, it is printed
+    again, as it was. One line of chatter after it, or a burst that leaves
+    it on screen, reprints nothing; in a room that never goes quiet the bar
+    still names whom ``y``/``n`` answers.
+    """
+
+    def __init__(self, operator: Operator, size: Callable[[], tuple[int, int]]) -> None:
+        super().__init__()
+        self.operator = operator
+        self.size = size  # (rows, columns) of the terminal, now
+        self._cond = threading.Condition()
+        self._rows = 0  # log rows since the request was last printed
+        self._last = 0.0  # when the last line was logged (monotonic)
+        self._stopped = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        columns = self.size()[1]
+        cells = STAMP_CELLS + wcwidth.width(record.getMessage())
+        with self._cond:
+            if hasattr(record, ASKS):
+                self._rows = 0
+            else:
+                self._rows += max(1, -(-cells // max(1, columns)))
+            self._last = time.monotonic()
+            self._cond.notify()
+
+    def _buried(self) -> bool:
+        return self._rows >= self.size()[0] - BELOW_LOG
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and not self._buried():
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                quiet = time.monotonic() - self._last
+                if quiet < QUIET:
+                    self._cond.wait(QUIET - quiet)
+                    continue
+                self._rows = 0  # asked again below, or nothing is open: either way, start over
+            self.operator.ask_again()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
 
 
 def run_interactive(operator: Operator, stop: threading.Event) -> None:
@@ -265,22 +363,18 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
                 if candidate.casefold().startswith(word.casefold()):
                     yield Completion(candidate + " ", -len(word), display=candidate)
 
-    def toolbar() -> str:
-        waiting = room.waiting()
-        if not waiting:
-            return f" {len(room.members())} in the room, nobody waiting   /help for commands"
-        now = time.monotonic()
-        queue = ", ".join(f"{m.name} {m.address} ({duration(now - m.last_active)})" for m in waiting)
-        return f" waiting ({len(waiting)}): {queue}   y/n answers {waiting[0].name}"
-
     session: PromptSession[str] = PromptSession(
         "operator> ",
         completer=OperatorCompleter(),
         complete_while_typing=False,  # a menu only on Tab, as in Client.py
-        bottom_toolbar=toolbar,
+        bottom_toolbar=lambda: status_bar(room.waiting(), len(room.members()), size()[1]),
         refresh_interval=1.0,
-        reserve_space_for_menu=4,  # the log above matters more than a tall menu
+        reserve_space_for_menu=MENU_ROWS,  # the log above matters more than a tall menu
     )
+
+    def size() -> tuple[int, int]:
+        rows, columns = session.app.output.get_size()
+        return rows, columns
 
     def redraw() -> None:
         app = session.app
@@ -299,8 +393,11 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
         while not done.wait(0.1):  # until the loop below has seen it
             interrupt()
 
+    reminder = Reminder(operator, size)
     operator.on_change = redraw
     threading.Thread(target=stop_prompt, name="console-stop", daemon=True).start()
+    threading.Thread(target=reminder.run, name="console-reminder", daemon=True).start()
+    log.addHandler(reminder)
     try:
         with patch_stdout(raw=True):
             while not stop.is_set():
@@ -315,5 +412,7 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
                     continue
                 operator.execute(text)
     finally:
+        log.removeHandler(reminder)
+        reminder.stop()
         done.set()
         operator.on_change = lambda: None

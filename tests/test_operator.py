@@ -166,12 +166,12 @@ def test_interactive_console_approves_and_shows_the_queue(terminals: list[Termin
     second = RawClient("127.0.0.1", console.port)
     second.send_name("second")
     second.expect(messages.WAITING)
-    console.wait_screen(r"waiting \(2\): first .*second .*y/n answers first")
+    console.wait_screen(r"y/n → first \(\+1 more\)   waiting: first .*second")
     console.type("/approve sec\t")
     wait_until(lambda: console.cursor_line() == "operator> /approve second", what="the name completed")
     console.type("\r")
     second.expect(messages.WELCOME)
-    console.wait_screen(r"waiting \(1\): first")
+    console.wait_screen(r"y/n → first   waiting: first")
     console.type("y\r")
     first.expect(messages.WELCOME)
     console.wait_screen(r"2 in the room, nobody waiting")
@@ -216,13 +216,13 @@ def test_a_whole_session_on_terminals(terminals: list[Terminal]) -> None:
     console.wait_prompt("operator>")
     user = TerminalClient(console.port, "--name", "dana")
     try:
-        console.wait_screen(r"waiting \(1\): dana")
+        console.wait_screen(r"y/n → dana   waiting: dana")
         console.type("y\r")
         user.wait_screen(r"Welcome, dana!")
         user.wait_prompt("dana>")
         friend = RawClient("127.0.0.1", console.port)
         friend.send_name("frankie")
-        console.wait_screen(r"y/n answers frankie")
+        console.wait_screen(r"y/n → frankie")
         console.type("y\r")
         friend.expect(messages.WELCOME)
         user.wait_screen(r"frankie joined")
@@ -247,6 +247,11 @@ def test_a_whole_session_on_terminals(terminals: list[Terminal]) -> None:
 # --- what a newcomer to the console sees -------------------------------------------------
 
 
+def bar(console: Terminal) -> str:
+    """The bottom row: the console's status bar."""
+    return console.display().split("\n")[-1]
+
+
 def wait_in_line(port: int, *names: str) -> list[RawClient]:
     clients = []
     for name in names:
@@ -255,6 +260,44 @@ def wait_in_line(port: int, *names: str) -> list[RawClient]:
         client.expect(messages.WAITING)
         clients.append(client)
     return clients
+
+
+def test_the_bar_names_whom_y_and_n_answer_before_anything_is_cut(terminals: list[Terminal]) -> None:
+    for columns, names in (
+        (80, ("dorothea", "bartholomew")),
+        (110, ("alexandra", "bartholomew", "cornelius")),
+    ):
+        console = TerminalServer(columns=columns)
+        terminals.append(console)
+        console.wait_prompt("operator>")
+        _waiting = wait_in_line(console.port, *names)
+        more = f" (+{len(names) - 1} more)"
+        wait_until(
+            lambda: bar(console).startswith(f" y/n → {names[0]}{more}   waiting: {names[0]} 127.0.0.1:"),  # noqa: B023
+            what=f"the bar at {columns} columns",
+        )
+        # Who else waits is there as far as the width allows, and visibly cut where it ends.
+        assert f", {names[1]} " in bar(console)
+        assert len(bar(console)) == columns and bar(console).endswith("…")
+        console.type("y\r")
+        wait_until(lambda: bar(console).startswith(f" y/n → {names[1]}"), what="the next one named")  # noqa: B023
+
+
+def test_a_join_request_buried_by_a_burst_is_shown_again_once_it_is_over(terminals: list[Terminal]) -> None:
+    console = TerminalServer(rows=24)
+    terminals.append(console)
+    console.wait_prompt("operator>")
+    _first = wait_in_line(console.port, "first")
+    request = r"join request: first from 127\.0\.0\.1:\d+ - let in\? \[y/n\]"
+    console.wait_screen(request)
+    for _ in range(30):  # a crowd comes and goes: 60 log lines, more than the screen holds
+        RawClient("127.0.0.1", console.port).close()
+    wait_until(lambda: console.raw.count(b"disconnect 127.0.0.1:") >= 30, what="the burst")
+    screen = console.wait_screen(request)  # on screen again, once the burst is over
+    assert screen.count("join request: first") == 1
+    assert console.raw.count(b"join request: first") >= 2
+    console.type("y\r")
+    console.wait_screen(r"join first")
 
 
 def test_pending_puts_each_of_a_full_queue_on_a_line_of_its_own(terminals: list[Terminal]) -> None:
