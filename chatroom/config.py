@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TypeVar
 
+from chatroom.storage import MEMORY
 from protocol.framing import DEFAULT_MAX_LINE
 from protocol.names import MAX_NAME_LENGTH
 
@@ -25,8 +26,13 @@ def default_db_path(port: int | str = "PORT") -> str:
     """Where history lives unless ``--db`` says otherwise (XDG state directory).
 
     One file per port: a port is a room, and two rooms on one machine must not
-    share their history or their bans.
+    share their history or their bans. ``--port 0`` picks a free port, a new
+    one each time, so such a room is new each time too: it keeps history and
+    bans in memory (a file named after the port it got would never be opened
+    again, and one shared file would mix every such room).
     """
+    if port == 0:
+        return MEMORY
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
     return os.path.join(state, "chatroom", f"history-{port}.sqlite3")
 
@@ -218,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         default=None,
         metavar="PATH",
-        help=f"SQLite file for history and bans (default: {default_db_path()})",
+        help=f"SQLite file for history and bans (default: {default_db_path()}, "
+        f"or {MEMORY} with --port 0: a new room each time keeps nothing)",
     )
     room.add_argument(
         "--announce-limit",

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from chatroom.config import build_parser, parse_settings
-from harness import ROOT, WAIT
+from harness import ROOT, WAIT, RawClient, ServerProcess
+from protocol import messages
 
 #: Options whose value is any text (a host name, a path): nothing is wrong with it on its face.
 ANY_TEXT = {"--host", "--db", "--allow-file"}
@@ -83,3 +84,31 @@ def test_what_is_wrong_only_at_start_names_the_option_too(tmp_path: Path) -> Non
         result = server("--port", "0", *args)
         assert result.returncode == 1
         assert f"cannot start: {said}" in result.stdout, result.stdout
+
+
+def test_two_rooms_on_port_0_keep_apart_by_default(tmp_path: Path) -> None:
+    """No --db: a --port 0 room starts empty, whatever an earlier one said or banned, and writes no file."""
+    state = {"XDG_STATE_HOME": str(tmp_path)}
+    first = ServerProcess("--approve", "all", env=state)
+    second = None
+    try:
+        alice = first.connect("alice")
+        alice.send("for the first room only")
+        alice.expect("<alice> for the first room only")
+        first.console("/ban troll")
+        first.log.wait_for("banned name troll")
+
+        second = ServerProcess("--approve", "all", env=state)
+        bob = second.connect("bob")
+        bob.send("hello")
+        bob.expect("<bob> hello")  # anything replayed on joining came before this
+        assert not any(messages.HISTORY_START.matches(line) for line in bob.lines), bob.lines
+        troll = RawClient(second.host, second.port)
+        troll.send_name("troll")
+        troll.expect(messages.WELCOME)
+        second.log.wait_for(r"history: 50 lines in :memory:")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert not (tmp_path / "chatroom").exists()
