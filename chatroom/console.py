@@ -193,7 +193,7 @@ class Operator:
             log.info("console input closed: nobody can answer join requests (see --approve)")
 
 
-# --- what the console shows (pure: lists in, lines out) ---------------------------------
+# --- what the console shows (no I/O: lists in, lines out) ------------------------------
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
