@@ -13,6 +13,7 @@ import logging
 import resource
 import signal
 import socket
+import ssl
 import sys
 import threading
 
@@ -88,7 +89,15 @@ def why_not(error: Exception, settings: Settings) -> str:
             "choose another with --port, or --port 0 for a free one"
         )
     if isinstance(error, socket.gaierror):
-        return f"cannot listen on {settings.host!r}: {error.strerror}"
+        return f"--host {settings.host}: {error.strerror}; it wants an address or a name of this machine"
+    if isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL:
+        return f"--host {settings.host} is not an address of this machine (0.0.0.0 or :: listens on all)"
+    if isinstance(error, ssl.SSLError):
+        return f"--tls-cert and --tls-key want a PEM certificate chain and its private key ({error})"
+    if isinstance(error, OSError) and error.filename is not None and error.filename == settings.allow_file:
+        return f"--allow-file {settings.allow_file}: {error.strerror}; it wants a text file, one name a line"
+    if isinstance(error, StoreError):
+        return f"--db {error}"
     return str(error)
 
 

@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
+from chatroom.storage import MEMORY
 from protocol.framing import DEFAULT_MAX_LINE
 from protocol.names import MAX_NAME_LENGTH
 
 DEFAULT_PORT = 5555
 LOOPBACK = ("127.0.0.1", "::1")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+N = TypeVar("N", int, float)
 
 
 def default_db_path(port: int | str = "PORT") -> str:
     """Where history lives unless ``--db`` says otherwise (XDG state directory).
 
     One file per port: a port is a room, and two rooms on one machine must not
-    share their history or their bans.
+    share their history or their bans. ``--port 0`` picks a free port, a new
+    one each time, so such a room is new each time too: it keeps history and
+    bans in memory (a file named after the port it got would never be opened
+    again, and one shared file would mix every such room).
     """
+    if port == 0:
+        return MEMORY
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
     return os.path.join(state, "chatroom", f"history-{port}.sqlite3")
 
@@ -59,33 +71,43 @@ class Settings:
     redis_ttl: float = 15.0
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
+def _checked(convert: Callable[[str], N], wants: str, ok: Callable[[N], bool]) -> Callable[[str], N]:
+    """An argparse type whose error says what the option wants.
+
+    argparse names a type's failure by the function's name (``invalid
+    _count value``); raising ``ArgumentTypeError`` makes it print
+    ``argument --history: wants a whole number ..., not 'abc'`` instead.
+    """
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"wants {wants}, not {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"wants {wants}, not {text!r}")
+        return value
+
+    return parse
 
 
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port, so a typo is a usage error rather than a traceback."""
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, not {text}")
-    return value
+def _count(unit: str) -> Callable[[str], int]:
+    return _checked(int, f"a whole number{unit}, 0 or more", lambda n: n >= 0)
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
+def _amount(wants: str, more_than_zero: bool = False) -> Callable[[str], float]:
+    return _checked(float, wants, lambda x: math.isfinite(x) and (x > 0 if more_than_zero else x >= 0))
 
 
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
+#: A TCP port (also Client.py's ``--port``), so a typo is a usage error rather than a traceback.
+port_number = _checked(int, "a port number from 0 to 65535", lambda n: 0 <= n <= 65535)
+_seconds = _amount("a number of seconds, 0 or more")
+_positive_seconds = _amount("a number of seconds, more than 0", more_than_zero=True)
+
+
+def _stack_kib(kib: int) -> bool:
+    """What ``threading.stack_size`` accepts: 0 (the default) or at least 32 KiB."""
+    return kib == 0 or kib >= 32
 
 
 #: A node's name goes into Redis keys and the claim on each name (``NODE/INCARNATION SERIAL``).
@@ -94,7 +116,41 @@ NODE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 def _node(text: str) -> str:
     if not NODE_NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"use 1 to 64 letters, digits, '.', '_', ':' or '-', not {text!r}")
+        raise argparse.ArgumentTypeError(f"wants 1 to 64 letters, digits, '.', '_', ':' or '-', not {text!r}")
+    return text
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    """``--exempt``: IP addresses separated by commas (none at all is allowed)."""
+    found = tuple(ip.strip() for ip in text.split(",") if ip.strip())
+    for ip in found:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"wants IP addresses separated by commas (such as 127.0.0.1,::1), not {ip!r}"
+            ) from None
+    return found
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(REDIS_SCHEMES):
+        raise argparse.ArgumentTypeError(
+            f"wants a Redis URL starting with {', '.join(REDIS_SCHEMES)} (such as "
+            f"redis://127.0.0.1:6379/0), not {text!r}"
+        )
+    return text
+
+
+def _readable_file(text: str) -> str:
+    """A file the server must read at start (the TLS certificate and key): say so before starting."""
+    try:
+        with open(text, "rb"):
+            pass
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"wants a readable PEM file, but {text!r}: {error.strerror}"
+        ) from None
     return text
 
 
@@ -145,8 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--port", type=port_number, default=d.port, metavar="N", help="TCP port; 0 picks a free one"
     )
-    net.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
-    net.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+    net.add_argument(
+        "--tls-cert", type=_readable_file, metavar="PEM", help="serve TLS with this certificate chain"
+    )
+    net.add_argument("--tls-key", type=_readable_file, metavar="PEM", help="private key for --tls-cert")
 
     room = parser.add_argument_group("room")
     room.add_argument(
@@ -161,16 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="names that join without asking, one per line; /allow NAME appends to it",
     )
-    room.add_argument("--history", type=_count, default=d.history, metavar="N", help="lines replayed on join")
+    room.add_argument(
+        "--history", type=_count(" of lines"), default=d.history, metavar="N", help="lines replayed on join"
+    )
     room.add_argument(
         "--db",
         default=None,
         metavar="PATH",
-        help=f"SQLite file for history and bans (default: {default_db_path()})",
+        help=f"SQLite file for history and bans (default: {default_db_path()}, "
+        f"or {MEMORY} with --port 0: a new room each time keeps nothing)",
     )
     room.add_argument(
         "--announce-limit",
-        type=_count,
+        type=_count(" of people"),
         default=d.announce_limit,
         metavar="N",
         help="announce joins and leaves to the room while it has at most N people "
@@ -188,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument(
         "--redis",
+        type=_redis_url,
         metavar="URL",
         help="share the room with every server using this Redis (redis://HOST:PORT/DB); "
         "history and bans then live there, not in --db",
@@ -208,10 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     limits = parser.add_argument_group("limits (0 turns a count off)")
-    limits.add_argument("--max-line", type=_count, default=d.max_line, metavar="BYTES", help="line length")
+    limits.add_argument(
+        "--max-line", type=_count(" of bytes"), default=d.max_line, metavar="BYTES", help="line length"
+    )
     limits.add_argument(
         "--backlog",
-        type=_count,
+        type=_count(" of bytes"),
         default=d.backlog,
         metavar="BYTES",
         help="unsent output at which a client that is still reading holds the senders back",
@@ -225,32 +289,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-outbox",
-        type=_count,
+        type=_count(" of bytes"),
         default=d.max_outbox,
         metavar="BYTES",
         help="unsent output at which a client is cut off, reading or not",
     )
     limits.add_argument(
-        "--flood-rate", type=_seconds, default=d.flood_rate, metavar="N", help="lines/s per client"
+        "--flood-rate",
+        type=_amount("a number of lines a second, 0 or more"),
+        default=d.flood_rate,
+        metavar="N",
+        help="lines/s per client",
     )
     limits.add_argument(
-        "--flood-burst", type=_count, default=d.flood_burst, metavar="N", help="lines at once before that"
+        "--flood-burst",
+        type=_count(" of lines"),
+        default=d.flood_burst,
+        metavar="N",
+        help="lines at once before that",
     )
-    limits.add_argument("--max-clients", type=_count, default=d.max_clients, metavar="N", help="connections")
     limits.add_argument(
-        "--max-pending", type=_count, default=d.max_pending, metavar="N", help="clients waiting to be let in"
+        "--max-clients",
+        type=_count(" of connections"),
+        default=d.max_clients,
+        metavar="N",
+        help="connections",
     )
     limits.add_argument(
-        "--max-per-ip", type=_count, default=d.max_per_ip, metavar="N", help="connections per address"
+        "--max-pending",
+        type=_count(" of people"),
+        default=d.max_pending,
+        metavar="N",
+        help="clients waiting to be let in",
+    )
+    limits.add_argument(
+        "--max-per-ip",
+        type=_count(" of connections"),
+        default=d.max_per_ip,
+        metavar="N",
+        help="connections per address",
     )
     limits.add_argument(
         "--exempt",
+        type=_addresses,
         default=",".join(d.exempt),
         metavar="IP,IP",
         help="addresses exempt from --max-per-ip and from bans by name",
     )
     limits.add_argument(
-        "--max-name", type=_count, default=d.max_name, metavar="N", help="characters in a name"
+        "--max-name",
+        type=_count(" of characters"),
+        default=d.max_name,
+        metavar="N",
+        help="characters in a name",
     )
     limits.add_argument(
         "--name-timeout", type=_seconds, default=d.name_timeout, metavar="SECONDS", help="time to give a name"
@@ -264,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--keepalive",
-        type=_count,
+        type=_count(" of seconds"),
         default=d.keepalive,
         metavar="SECONDS",
         help="silence before TCP keepalive probes a client; a dead one is dropped after "
@@ -273,18 +364,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument(
-        "--fanout-threads", type=_count, default=d.fanout_threads, metavar="N", help="threads that send"
+        "--fanout-threads",
+        type=_count(" of threads"),
+        default=d.fanout_threads,
+        metavar="N",
+        help="threads that send",
     )
     tuning.add_argument(
         "--sndbuf",
-        type=_count,
+        type=_count(" of bytes"),
         default=d.sndbuf,
         metavar="BYTES",
         help="kernel send buffer per client (0 = autotuning, which allows megabytes each)",
     )
     tuning.add_argument(
         "--thread-stack-kib",
-        type=_count,
+        type=_checked(int, "a number of KiB: 32 or more, or 0 for the system's default", _stack_kib),
         default=d.thread_stack_kib,
         metavar="KIB",
         help="stack size of each client thread",
@@ -309,6 +404,5 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     values = vars(args)
     values["node"] = values["node"] or ""
     values["db"] = values["db"] if values["db"] is not None else default_db_path(args.port)
-    values["exempt"] = tuple(ip.strip() for ip in values["exempt"].split(",") if ip.strip())
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})

@@ -3,7 +3,8 @@
 Two front ends share one set of commands (``Operator``):
 
 * On a terminal, a prompt_toolkit console: the log scrolls above, the
-  operator types below, and a bar at the bottom shows who is waiting.
+  operator types below, and a bar at the bottom says whom ``y``/``n``
+  answers, then who else is waiting (cut to the terminal's width).
 * Otherwise (a pipe, a file, a script), plain lines from standard input, so
   scripts and tests can approve.
 
@@ -18,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+import wcwidth
+
 from chatroom.bus import Present
 from chatroom.room import Room
 from chatroom.rules import Member
@@ -31,28 +34,33 @@ log = logging.getLogger("chat")
 YES = frozenset({"y", "yes"})
 NO = frozenset({"n", "no"})
 
-#: Commands and what they take, for /help and for completion.
-COMMANDS = {
-    "/approve": "NAME      let NAME in (y lets in the oldest)",
-    "/deny": "NAME         turn NAME away (n turns away the oldest)",
-    "/pending": "           who is waiting",
-    "/who": "               who is in the room: address, server, since when, idle time",
-    "/kick": "NAME [why]    remove someone from the room",
-    "/ban": "NAME|IP        remove and keep out (a name also bans its address)",
-    "/unban": "NAME|IP      lift a ban",
-    "/bans": "              list bans",
-    "/allow": "NAME         add to the allow-list (joins without asking from now on)",
-    "/say": "TEXT           announce to the room",
-    "/quit": "              shut the server down",
-    "/help": "              this list",
+#: Each command: what it takes and what it does, for /help (short enough for 80 columns),
+#: usage lines and completion.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "/approve": ("NAME", "let NAME in"),
+    "/deny": ("NAME", "turn NAME away"),
+    "/pending": ("", "who is waiting, oldest first"),
+    "/who": ("", "who is in the room, when they connected"),
+    "/kick": ("NAME [why]", "remove someone from the room"),
+    "/ban": ("NAME|IP", "remove and keep out (name and address)"),
+    "/unban": ("NAME|IP", "lift a ban"),
+    "/bans": ("", "list bans"),
+    "/allow": ("NAME", "let NAME in without asking from now on"),
+    "/say": ("TEXT", "announce to the room"),
+    "/quit": ("", "shut the server down"),
+    "/help": ("", "this list"),
 }
-NAME_COMMANDS = frozenset({"/approve", "/deny", "/kick", "/ban", "/unban", "/allow"})
 #: Commands that mean nothing without an argument; alone they get their usage.
 NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say"})
 
 
-def ask_line(member: Member) -> str:
-    return f"join request: {member.name} from {member.address} - let in? [y/n]"
+def ask_line(member: Member, waiting: int) -> str:
+    more = f" ({waiting - 1} more waiting)" if waiting > 1 else ""
+    return f"join request: {member.name} from {member.address} - let in? [y/n]{more}"
+
+
+#: The log record attribute that marks a join request line (see ``Reminder``).
+ASKS = "asks_about"
 
 
 class Operator:
@@ -75,9 +83,20 @@ class Operator:
             changed = head is not self._asked
             self._asked = head
         if changed and head is not None:
-            more = f" ({len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
-            log.info("%s%s", ask_line(head), more)
+            self._ask(head, len(waiting))
         self.on_change()
+
+    def ask_again(self) -> None:
+        """Print the request that ``y``/``n`` answers once more, if one is still open."""
+        waiting = self.room.waiting()
+        with self._lock:
+            head = self._asked
+        if head is not None and waiting and waiting[0] is head:
+            self._ask(head, len(waiting))
+
+    @staticmethod
+    def _ask(member: Member, waiting: int) -> None:
+        log.info("%s", ask_line(member, waiting), extra={ASKS: member.name})
 
     def execute(self, text: str) -> None:
         text = text.strip()
@@ -86,15 +105,14 @@ class Operator:
         word, _, rest = text.partition(" ")
         word, rest = word.lower(), rest.strip()
         if word in NEEDS_ARGUMENT and not rest:
-            log.info("usage: %s %s", word, COMMANDS[word].split("  ")[0])
+            log.info("usage: %s %s", word, COMMANDS[word][0])
             return
         if word in YES or word in NO:
             self._answer(word in YES, rest)
         elif word in ("/approve", "/deny"):
             self._answer(word == "/approve", rest)
         elif word == "/pending":
-            waiting = self.room.waiting()
-            log.info("waiting (%d): %s", len(waiting), ", ".join(m.who for m in waiting) or "nobody")
+            self._pending()
         elif word in ("/who", "/names"):
             self._who()
         elif word == "/kick":
@@ -124,9 +142,9 @@ class Operator:
         elif word in ("/quit", "/shutdown"):
             self.shutdown()
         elif word in ("/help", "help", "?"):
-            log.info("operator commands:  y | n   let in / turn away the oldest waiting client")
-            for command, usage in COMMANDS.items():
-                log.info("  %s %s", command, usage)
+            log.info("operator commands:")
+            for line in help_lines():
+                log.info("  %s", line)
         else:
             log.info("unknown operator command %r; /help lists them", word)
 
@@ -152,6 +170,15 @@ class Operator:
         else:
             self.room.refuse(member, messages.REFUSED, "refused by the operator")
 
+    def _pending(self) -> None:
+        waiting = self.room.waiting()
+        if not waiting:
+            log.info("waiting (0): nobody")
+            return
+        log.info("waiting (%d):", len(waiting))
+        for line in pending_lines(waiting):
+            log.info("  %s", line)
+
     def _who(self) -> None:
         members, elsewhere = self.room.members(), self.room.bus.elsewhere()
         log.info("in the room (%d):", len(members) + len(elsewhere))
@@ -168,55 +195,188 @@ class Operator:
             log.info("console input closed: nobody can answer join requests (see --approve)")
 
 
+# --- what the console shows (no I/O: lists in, lines out) ------------------------------
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as columns two cells apart, each as wide as its widest entry (in terminal cells)."""
+    if not rows:
+        return []
+    widths = [max(wcwidth.width(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*map(wcwidth.ljust, row[:-1], widths), row[-1]]) for row in rows]
+
+
+def help_lines() -> list[str]:
+    rows = [("y | n", "let in / turn away the oldest waiting")]
+    rows += [(f"{command} {takes}".strip(), does) for command, (takes, does) in COMMANDS.items()]
+    return table(rows)
+
+
 def who_lines(
-    members: list[Member], elsewhere: Sequence[Present] = (), node: str | None = None
-) -> Iterator[str]:
-    """People here (with idle time), then, in a room shared between servers, people elsewhere."""
+    members: Sequence[Member], elsewhere: Sequence[Present] = (), node: str | None = None
+) -> list[str]:
+    """People here (with idle time), then, in a room shared between servers, people elsewhere.
+
+    The time is when their connection came in, and says so: the room's
+    ``/whois`` gives when they were let in, as "in the room since".
+    """
     now = time.monotonic()
-    where = f" on {node:<16}" if node is not None else ""
+    where = [f"on {node}"] if node is not None else []
+    rows = []
     for m in members:
         idle = duration(now - m.last_active)
-        yield f"{m.name:<24} {m.address:<22}{where} since {clock(m.connected_at)}, idle {idle}"
-    for p in sorted(elsewhere, key=lambda p: (p.node, p.joined)):
-        yield f"{p.name:<24} {p.address:<22} on {p.node:<16} since {clock(p.since)}"
+        rows.append([m.name, m.address, *where, f"connected {clock(m.connected_at)}, idle {idle}"])
+    rows += [
+        [p.name, p.address, f"on {p.node}", f"connected {clock(p.since)}"]
+        for p in sorted(elsewhere, key=lambda p: (p.node, p.joined))
+    ]
+    return table(rows)
+
+
+def pending_lines(waiting: Sequence[Member]) -> list[str]:
+    """One waiting person a line, oldest (the one ``y``/``n`` answers) first."""
+    now = time.time()
+    return table([[m.name, m.address, f"waiting {duration(now - m.connected_at)}"] for m in waiting])
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal cells, with ``…`` where it was cut."""
+    if wcwidth.width(text) <= width:
+        return text
+    return wcwidth.clip(text, 0, max(0, width - 1)) + "…"
+
+
+def status_bar(waiting: Sequence[Member], in_room: int, width: int) -> str:
+    """The bar under the prompt: whom ``y``/``n`` answers first, the rest cut to fit.
+
+    The name an answer goes to is what the operator acts on, so it comes first
+    and never falls off the edge of a narrow terminal; who else waits, from
+    where and for how long is detail, and is cut where the width ends.
+    """
+    if not waiting:
+        return fit(f" {in_room} in the room, nobody waiting   /help for commands", width)
+    now = time.time()
+    more = f" (+{len(waiting) - 1} more)" if len(waiting) > 1 else ""
+    queue = ", ".join(f"{m.name} {m.address} {duration(now - m.connected_at)}" for m in waiting)
+    return fit(f" y/n → {waiting[0].name}{more}   waiting: {queue}", width)
+
+
+# --- the interactive console ---------------------------------------------------------
+
+#: Seconds without a log line after which a burst is over.
+QUIET = 1.0
+#: Cells before each log line's text: the timestamp, ``2026-11-21 12:00:01 ``.
+STAMP_CELLS = 20
+#: Rows under the log: the prompt, the space kept for the completion menu, the bar.
+MENU_ROWS = 4
+BELOW_LOG = 1 + MENU_ROWS + 1
+
+
+class Reminder(logging.Handler):
+    """Prints the open join request again when a burst of log lines has buried it.
+
+    The request line is what the operator answers, and in a burst (a crowd
+    connecting, refusals, people giving up) it scrolls out of sight. Rule:
+    once the log has been quiet for ``QUIET`` seconds, if the rows logged
+    since the request was last printed fill the log area, it is printed
+    again, as it was. One line of chatter after it, or a burst that leaves
+    it on screen, reprints nothing; in a room that never goes quiet the bar
+    still names whom ``y``/``n`` answers.
+    """
+
+    def __init__(self, operator: Operator, size: Callable[[], tuple[int, int]]) -> None:
+        super().__init__()
+        self.operator = operator
+        self.size = size  # (rows, columns) of the terminal, now
+        self._cond = threading.Condition()
+        self._rows = 0  # log rows since the request was last printed
+        self._last = 0.0  # when the last line was logged (monotonic)
+        self._stopped = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        columns = self.size()[1]
+        cells = STAMP_CELLS + wcwidth.width(record.getMessage())
+        with self._cond:
+            if hasattr(record, ASKS):
+                self._rows = 0
+            else:
+                self._rows += max(1, -(-cells // max(1, columns)))
+            self._last = time.monotonic()
+            self._cond.notify()
+
+    def _buried(self) -> bool:
+        return self._rows >= self.size()[0] - BELOW_LOG
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and not self._buried():
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                quiet = time.monotonic() - self._last
+                if quiet < QUIET:
+                    self._cond.wait(QUIET - quiet)
+                    continue
+                self._rows = 0  # asked again below, or nothing is open: either way, start over
+            self.operator.ask_again()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
 
 
 def run_interactive(operator: Operator, stop: threading.Event) -> None:
     """prompt_toolkit console on the main thread; returns once ``stop`` is set."""
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.completion import Completer, Completion, WordCompleter
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
     from prompt_toolkit.document import Document
     from prompt_toolkit.patch_stdout import patch_stdout
 
     room = operator.room
 
+    def names(people: Iterable[Member]) -> list[str]:
+        return [m.name for m in people]
+
+    #: What each command's argument can be, for Tab.
+    arguments: dict[str, Callable[[], list[str]]] = {
+        "/approve": lambda: names(room.waiting()),
+        "/deny": lambda: names(room.waiting()),
+        "/allow": lambda: names(room.waiting()),
+        "/kick": lambda: names(room.members()),
+        "/ban": lambda: names(room.members() + room.waiting()),
+        "/unban": lambda: [value for _, value in room.bans()],
+    }
+
     class OperatorCompleter(Completer):
-        def get_completions(self, document: Document, event: object) -> Iterator[Completion]:
+        """Like ``Client.py``'s input line: a sole candidate goes in with a space after it."""
+
+        def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
             words = document.text_before_cursor.split(" ")
-            if len(words) <= 1:
-                choices = ["y", "n", *COMMANDS]
-            elif words[0].lower() in NAME_COMMANDS and len(words) == 2:
-                choices = [m.name for m in room.waiting() + room.members()]
+            if len(words) == 1:
+                candidates: Iterable[str] = COMMANDS
+            elif len(words) == 2 and words[0].lower() in arguments:
+                candidates = arguments[words[0].lower()]()
             else:
                 return
-            completer = WordCompleter(choices, ignore_case=True, WORD=True)
-            yield from completer.get_completions(document, event)  # type: ignore[arg-type]
-
-    def toolbar() -> str:
-        waiting = room.waiting()
-        if not waiting:
-            return f" {len(room.members())} in the room, nobody waiting   /help for commands"
-        now = time.monotonic()
-        queue = ", ".join(f"{m.name} {m.address} ({duration(now - m.last_active)})" for m in waiting)
-        return f" waiting ({len(waiting)}): {queue}   y/n answers {waiting[0].name}"
+            word = words[-1]
+            for candidate in candidates:
+                if candidate.casefold().startswith(word.casefold()):
+                    yield Completion(candidate + " ", -len(word), display=candidate)
 
     session: PromptSession[str] = PromptSession(
         "operator> ",
         completer=OperatorCompleter(),
-        bottom_toolbar=toolbar,
+        complete_while_typing=False,  # a menu only on Tab, as in Client.py
+        bottom_toolbar=lambda: status_bar(room.waiting(), len(room.members()), size()[1]),
         refresh_interval=1.0,
-        reserve_space_for_menu=4,  # the log above matters more than a tall menu
+        reserve_space_for_menu=MENU_ROWS,  # the log above matters more than a tall menu
     )
+
+    def size() -> tuple[int, int]:
+        rows, columns = session.app.output.get_size()
+        return rows, columns
 
     def redraw() -> None:
         app = session.app
@@ -235,19 +395,26 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
         while not done.wait(0.1):  # until the loop below has seen it
             interrupt()
 
+    reminder = Reminder(operator, size)
     operator.on_change = redraw
     threading.Thread(target=stop_prompt, name="console-stop", daemon=True).start()
-    with patch_stdout(raw=True):
-        while not stop.is_set():
-            try:
-                text = session.prompt()
-            except KeyboardInterrupt:
-                operator.shutdown()
-                break
-            except EOFError:
-                if not stop.is_set():
-                    log.info("type /quit to shut the server down")
-                continue
-            operator.execute(text)
-    done.set()
-    operator.on_change = lambda: None
+    threading.Thread(target=reminder.run, name="console-reminder", daemon=True).start()
+    log.addHandler(reminder)
+    try:
+        with patch_stdout(raw=True):
+            while not stop.is_set():
+                try:
+                    text = session.prompt()
+                except KeyboardInterrupt:
+                    operator.shutdown()
+                    break
+                except EOFError:
+                    if not stop.is_set():
+                        log.info("type /quit to shut the server down")
+                    continue
+                operator.execute(text)
+    finally:
+        log.removeHandler(reminder)
+        reminder.stop()
+        done.set()
+        operator.on_change = lambda: None

@@ -109,8 +109,8 @@ def test_who_shows_everyone_and_the_console_shows_their_server(node: Node) -> No
     start = len(a.log.lines)
     a.console("/who")
     a.log.wait_for(r"in the room \(2\):", start=start)
-    a.log.wait_for(r"  alice\s+127\.0\.0\.1:\d+\s+on a\s+since \d\d:\d\d:\d\d, idle \d+s", start=start)
-    a.log.wait_for(r"  bob\s+127\.0\.0\.1:\d+\s+on b\s+since \d\d:\d\d:\d\d$", start=start)
+    a.log.wait_for(r"  alice  127\.0\.0\.1:\d+  on a  connected \d\d:\d\d:\d\d, idle \d+s$", start=start)
+    a.log.wait_for(r"  bob    127\.0\.0\.1:\d+  on b  connected \d\d:\d\d:\d\d$", start=start)
     alice.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from chatroom.console import COMMANDS
 from harness import (
     RawClient,
     ServerProcess,
@@ -17,22 +18,30 @@ from harness import (
 from protocol import messages
 
 
-def test_who_shows_addresses_since_and_idle_time(server: ServerProcess) -> None:
-    _alice = server.connect("alice")
+def test_who_says_when_people_connected_apart_from_whois_saying_when_they_joined(
+    server: ServerProcess,
+) -> None:
+    alice = server.connect("alice")
     start = len(server.log.lines)
     server.console("/who")
     server.log.wait_for(r"in the room \(1\):", start=start)
-    server.log.wait_for(r"  alice\s+127\.0\.0\.1:\d+\s+since \d\d:\d\d:\d\d, idle \d+s", start=start)
+    row = server.log.wait_for(r"  alice  127\.0\.0\.1:\d+  connected \d\d:\d\d:\d\d, idle \d+s$", start)
+    connected = row.split("connected ")[1][:8]
+    alice.send("/whois alice")
+    joined = messages.WHOIS.match(alice.expect(messages.WHOIS))["since"]  # type: ignore[index]
+    assert connected <= joined  # the two times, each named for what it is
 
 
-def test_pending_lists_the_queue(server: ServerProcess) -> None:
+def test_pending_lists_the_queue_one_a_line(server: ServerProcess) -> None:
     clients = [RawClient(server.host, server.port) for _ in range(2)]
-    for client, name in zip(clients, ("ann", "ben"), strict=True):
+    for client, name in zip(clients, ("ann", "bartholomew"), strict=True):
         client.send_name(name)
         client.expect(messages.WAITING)
     start = len(server.log.lines)
     server.console("/pending")
-    server.log.wait_for(r"waiting \(2\): ann \(127\.0\.0\.1:\d+\), ben \(127\.0\.0\.1:\d+\)", start=start)
+    server.log.wait_for(r"waiting \(2\):$", start=start)
+    server.log.wait_for(r"  ann          127\.0\.0\.1:\d+  waiting \d+s$", start=start)
+    server.log.wait_for(r"  bartholomew  127\.0\.0\.1:\d+  waiting \d+s$", start=start)
 
 
 def test_help_lists_the_operator_commands(server: ServerProcess) -> None:
@@ -157,14 +166,12 @@ def test_interactive_console_approves_and_shows_the_queue(terminals: list[Termin
     second = RawClient("127.0.0.1", console.port)
     second.send_name("second")
     second.expect(messages.WAITING)
-    console.wait_screen(r"waiting \(2\): first .*second .*y/n answers first")
-    console.type("/approve sec")
-    console.wait_screen(r"operator> /approve sec\n\s+second")  # the completion menu
-    console.type("\t")
-    wait_until(lambda: "/approve second" in console.cursor_line(), what="tab completion of the name")
+    console.wait_screen(r"y/n → first \(\+1 more\)   waiting: first .*second")
+    console.type("/approve sec\t")
+    wait_until(lambda: console.cursor_line() == "operator> /approve second", what="the name completed")
     console.type("\r")
     second.expect(messages.WELCOME)
-    console.wait_screen(r"waiting \(1\): first")
+    console.wait_screen(r"y/n → first   waiting: first")
     console.type("y\r")
     first.expect(messages.WELCOME)
     console.wait_screen(r"2 in the room, nobody waiting")
@@ -209,13 +216,13 @@ def test_a_whole_session_on_terminals(terminals: list[Terminal]) -> None:
     console.wait_prompt("operator>")
     user = TerminalClient(console.port, "--name", "dana")
     try:
-        console.wait_screen(r"waiting \(1\): dana")
+        console.wait_screen(r"y/n → dana   waiting: dana")
         console.type("y\r")
         user.wait_screen(r"Welcome, dana!")
         user.wait_prompt("dana>")
         friend = RawClient("127.0.0.1", console.port)
         friend.send_name("frankie")
-        console.wait_screen(r"y/n answers frankie")
+        console.wait_screen(r"y/n → frankie")
         console.type("y\r")
         friend.expect(messages.WELCOME)
         user.wait_screen(r"frankie joined")
@@ -235,3 +242,118 @@ def test_a_whole_session_on_terminals(terminals: list[Terminal]) -> None:
         }
     finally:
         user.close()
+
+
+# --- what a newcomer to the console sees -------------------------------------------------
+
+
+def bar(console: Terminal) -> str:
+    """The bottom row: the console's status bar."""
+    return console.display().split("\n")[-1]
+
+
+def wait_in_line(port: int, *names: str) -> list[RawClient]:
+    clients = []
+    for name in names:
+        client = RawClient("127.0.0.1", port)
+        client.send_name(name)
+        client.expect(messages.WAITING)
+        clients.append(client)
+    return clients
+
+
+def test_the_bar_names_whom_y_and_n_answer_before_anything_is_cut(terminals: list[Terminal]) -> None:
+    for columns, names in (
+        (80, ("dorothea", "bartholomew")),
+        (110, ("alexandra", "bartholomew", "cornelius")),
+    ):
+        console = TerminalServer(columns=columns)
+        terminals.append(console)
+        console.wait_prompt("operator>")
+        _waiting = wait_in_line(console.port, *names)
+        more = f" (+{len(names) - 1} more)"
+        wait_until(
+            lambda: bar(console).startswith(f" y/n → {names[0]}{more}   waiting: {names[0]} 127.0.0.1:"),  # noqa: B023
+            what=f"the bar at {columns} columns",
+        )
+        # Who else waits is there as far as the width allows, and visibly cut where it ends.
+        assert f", {names[1]} " in bar(console)
+        assert len(bar(console)) == columns and bar(console).endswith("…")
+        console.type("y\r")
+        wait_until(lambda: bar(console).startswith(f" y/n → {names[1]}"), what="the next one named")  # noqa: B023
+
+
+def test_a_join_request_buried_by_a_burst_is_shown_again_once_it_is_over(terminals: list[Terminal]) -> None:
+    console = TerminalServer(rows=24)
+    terminals.append(console)
+    console.wait_prompt("operator>")
+    _first = wait_in_line(console.port, "first")
+    request = r"join request: first from 127\.0\.0\.1:\d+ - let in\? \[y/n\]"
+    console.wait_screen(request)
+    for _ in range(30):  # a crowd comes and goes: 60 log lines, more than the screen holds
+        RawClient("127.0.0.1", console.port).close()
+    wait_until(lambda: console.raw.count(b"disconnect 127.0.0.1:") >= 30, what="the burst")
+    screen = console.wait_screen(request)  # on screen again, once the burst is over
+    assert screen.count("join request: first") == 1
+    assert console.raw.count(b"join request: first") >= 2
+    console.type("y\r")
+    console.wait_screen(r"join first")
+
+
+def test_pending_puts_each_of_a_full_queue_on_a_line_of_its_own(terminals: list[Terminal]) -> None:
+    console = TerminalServer(columns=80)
+    terminals.append(console)
+    console.wait_prompt("operator>")
+    names = [f"guest{i}" if i % 3 else f"visitor_number_{i}" for i in range(16)]  # --max-pending: 16
+    _waiting = wait_in_line(console.port, *names)
+    console.type("/pending\r")
+    screen = console.wait_screen(r"waiting \(16\):\n(.*\n){16}")
+    rows = screen.split("waiting (16):\n")[1].split("\n")[:16]
+    columns = set()
+    for name, row in zip(names, rows, strict=True):
+        found = re.fullmatch(rf"\S+ \S+   {name} +(127\.0\.0\.1:\d+)  waiting \d+s", row)
+        assert found, row
+        columns.add(found.start(1))
+    assert len(columns) == 1  # the addresses line up
+
+
+def test_help_is_a_table_whose_columns_line_up(terminals: list[Terminal]) -> None:
+    console = TerminalServer(columns=80, rows=30)
+    terminals.append(console)
+    console.wait_prompt("operator>")
+    console.type("/help\r")
+    screen = console.wait_screen(r"operator commands:\n(.*\n){13}")
+    rows = screen.split("operator commands:\n")[1].split("\n")[:13]
+    starts = set()
+    for row in rows:
+        assert len(row) < 80, row  # no row wraps at 80 columns
+        found = re.fullmatch(r"\S+ \S+   (\S+(?: \S+)*)  +(\S.*)", row)
+        assert found, row
+        starts.add(found.start(2))
+    assert [row.split()[2] for row in rows] == ["y", *COMMANDS]
+    assert len(starts) == 1, rows
+
+
+def test_tab_completes_a_sole_candidate_with_a_space_as_the_client_does(terminals: list[Terminal]) -> None:
+    console = TerminalServer("--approve", "all")
+    terminals.append(console)
+    console.wait_prompt("operator>")
+
+    def typed() -> tuple[str, int]:
+        with console._lock:
+            return console.screen.display[console.screen.cursor.y].rstrip(), console.screen.cursor.x
+
+    console.type("/ki\t")
+    wait_until(lambda: typed() == ("operator> /kick", len("operator> /kick ")), what="/kick and a space")
+    assert "/kick" not in console.display().split("operator> /kick")[1]  # no menu left open
+    console.type("\tx")  # a second Tab (nobody to kick yet) leaves it as it is
+    wait_until(lambda: typed()[0] == "operator> /kick x", what="the line as it was")
+    console.type("\x7f")
+    guest = RawClient("127.0.0.1", console.port)
+    guest.send_name("guestly")
+    guest.expect(messages.WELCOME)
+    console.type("gu\t")
+    done = "operator> /kick guestly"
+    wait_until(lambda: typed() == (done, len(done) + 1), what="the name and a space")
+    console.type("\r")
+    guest.expect(messages.KICKED)

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -14,12 +15,17 @@ from harness import ROOT, WAIT, Output
 
 def test_pip_install_gives_both_commands(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
-    # System site-packages supply the dependencies, so this needs no download but the build backend.
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
+    # The dependencies come from the environment running the tests (the README's .venv, or the
+    # system's site-packages), so this needs no download but the build backend. A path in a .pth
+    # file is appended to sys.path: what is installed in this venv comes first.
+    site_packages = next(env_dir.glob("lib/python3*/site-packages"))
+    installed = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    (site_packages / "tested-environment.pth").write_text("\n".join(installed) + "\n")
     # Build from a copy: setuptools writes build/ and *.egg-info/ beside the sources.
     source = tmp_path / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "*cache*", "build", "bench"))
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "*cache*", "build", "bench"))
     install = subprocess.run(
         [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", str(source)],
         capture_output=True,

@@ -45,7 +45,7 @@ def test_a_busy_port_or_a_bad_one_is_explained() -> None:
         timeout=WAIT,
         stdin=subprocess.DEVNULL,
     )
-    assert typo.returncode == 2 and "must be a port from 0 to 65535" in typo.stderr
+    assert typo.returncode == 2 and "argument --port: wants a port number from 0 to 65535" in typo.stderr
 
 
 def test_join_flow_name_then_wait_then_welcome(server: ServerProcess) -> None:

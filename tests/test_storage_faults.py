@@ -259,7 +259,7 @@ def test_a_corrupt_database_at_startup_is_named(tmp_path: Path) -> None:
     db = tmp_path / "history.sqlite3"
     db.write_bytes(b"garbage\n" * 1000)
     assert start_failing(db).endswith(
-        f"cannot start: {db}: file is not a database (move it away and a fresh one is started)"
+        f"cannot start: --db {db}: file is not a database (move it away and a fresh one is started)"
     )
 
 
@@ -268,5 +268,5 @@ def test_a_database_locked_at_startup_is_named(start_server: StartServer, tmp_pa
     start_server(db=str(db)).stop()
     with lock_held(db):
         assert start_failing(db).endswith(
-            f"cannot start: {db}: database is locked (another program is using it)"
+            f"cannot start: --db {db}: database is locked (another program is using it)"
         )
