@@ -141,7 +141,6 @@ LINE_TOO_LONG = Wording(NOTICE + " That line was longer than {limit} bytes and w
 GOODBYE = Wording(NOTICE + " Goodbye, {name}.")
 KICKED = Wording(NOTICE + " You were removed by the operator{reason}.")
 SHUTTING_DOWN = Wording(NOTICE + " The server is shutting down. Bye.")
-SLOW_READER = Wording(NOTICE + " You were disconnected: your connection was not keeping up.")
 
 # --- Client.py's own notices (commands it handles without the server) -----
 
