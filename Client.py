@@ -30,7 +30,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion, Dyna
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-from chatroom.config import DEFAULT_PORT, port_number
+from chatroom.config import DEFAULT_PORT
 from chatroom.sockets import keepalive_options, set_options
 from chatroom.tls import TlsLayer, client_context
 from formatting import layout, lines, shortcodes
@@ -623,6 +623,13 @@ def _section(title: str, rows: Iterable[tuple[object, str]], width: int) -> str:
     return "\n".join([f"{title}:", *entries])
 
 
+def server_port(text: str) -> int:
+    """An argparse type: a port to connect to (0, "any free port", makes sense only to a server)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, not {text}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     epilog = "\n\n".join(
         [
@@ -639,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default %(default)s)")
     parser.add_argument(
-        "--port", type=port_number, default=DEFAULT_PORT, help="server port (default %(default)s)"
+        "--port", type=server_port, default=DEFAULT_PORT, help="server port (default %(default)s)"
     )
     parser.add_argument("--name", help="your name; asked for if not given")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")

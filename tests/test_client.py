@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harness import WAIT, ServerProcess, Terminal, TerminalClient, client_process, pyte_color
+import subprocess
+
+from harness import PYTHON, ROOT, WAIT, ServerProcess, Terminal, TerminalClient, client_process, pyte_color
 from protocol import messages
 
 
@@ -149,3 +151,12 @@ def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[Termina
     term.wait_prompt("leaver>")
     term.type("/leave\r")
     assert term.wait_exit() == 0
+
+
+def test_port_0_is_a_usage_error() -> None:
+    for port in ("0", "65536", "http"):
+        result = subprocess.run(
+            [PYTHON, str(ROOT / "Client.py"), "--port", port], capture_output=True, text=True, timeout=WAIT
+        )
+        assert result.returncode == 2
+        assert f"argument --port: must be a port from 1 to 65535, not {port}" in result.stderr
