@@ -68,7 +68,7 @@ KEYS = (
     ("Tab", "complete a name, command, colour or :emoji_name:; again for the next one"),
     ("Up, Down", "the lines you typed before; Ctrl-R searches them"),
     ("Ctrl-D", "leave the room, like /leave (on an empty line)"),
-    ("Ctrl-C", "leave at once"),
+    ("Ctrl-C", "leave at once: the connection just closes, without /leave"),
 )
 KEY_WIDTH = 12
 EXTRAS = (
@@ -592,9 +592,8 @@ def run_terminal(chat: Chat, history: History, emoji_glyphs: bool) -> None:
             except EOFError:
                 chat.leave()
                 break
-            except Interrupted:
+            except Interrupted:  # not /leave: the server sees the connection close
                 chat.finish(EXIT_INTERRUPTED, "interrupted")
-                chat.leave()
                 break
             chat.submit(text)
 
@@ -760,7 +759,6 @@ def main(argv: list[str] | None = None) -> int:
             run_plain(chat)
     except KeyboardInterrupt:
         chat.finish(EXIT_INTERRUPTED, "interrupted")
-        chat.leave()
     if chat.sent_leave.is_set():
         chat.closed.wait(LEAVE_WAIT)  # let the goodbye arrive
     link.close()

@@ -133,7 +133,7 @@ def test_ctrl_d_leaves_cleanly(open_server: ServerProcess, terminals: list[Termi
     watcher.expect(messages.LEFT)
 
 
-def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[Terminal]) -> None:
+def test_ctrl_c_leaves_at_once_not_with_leave(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     watcher = open_server.connect("watcher")
     term = TerminalClient(open_server.port, "--name", "breaker")
     terminals.append(term)
@@ -142,6 +142,8 @@ def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[Term
     term.type("\x03")
     assert term.wait_exit() == 130
     watcher.expect(messages.LEFT)
+    left = open_server.log.wait_for(r"leave breaker ")
+    assert "closed by client" in left and "/leave" not in left
 
 
 def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[Terminal]) -> None:
