@@ -548,9 +548,21 @@ def run_terminal(chat: Chat, history: History, emoji_glyphs: bool) -> None:
 
     What was typed is erased once sent, as in irssi: the room's echo of it is
     the record, so each line shows once.
+
+    The terminal is never asked where the cursor is (a CPR, ``ESC [6n``): its
+    answer comes back as input, and one that comes after the client has gone
+    (late, as over ssh) would be typed into the shell. Without it
+    prompt_toolkit does not know how many rows are below the cursor, so the
+    input line grows downwards when Tab opens a menu; that is all it costs.
     """
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.output import create_output
+    from prompt_toolkit.output.vt100 import Vt100_Output
     from prompt_toolkit.patch_stdout import patch_stdout
+
+    output = create_output()
+    if isinstance(output, Vt100_Output):
+        output.enable_cpr = False
 
     completer = ChatCompleter(chat.others, emoji_glyphs)
     session: PromptSession[str] = PromptSession(
@@ -560,6 +572,7 @@ def run_terminal(chat: Chat, history: History, emoji_glyphs: bool) -> None:
         complete_while_typing=False,  # a menu only on Tab, not at every keystroke
         erase_when_done=True,
         interrupt_exception=Interrupted,  # a KeyboardInterrupt would escape the task as a traceback
+        output=output,
     )
 
     async def main() -> None:

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
+import time
+from collections.abc import Iterator
 
-from harness import PYTHON, ROOT, WAIT, ServerProcess, Terminal, TerminalClient, client_process, pyte_color
+import pytest
+
+from harness import (
+    PYTHON,
+    ROOT,
+    WAIT,
+    ServerProcess,
+    Terminal,
+    TerminalClient,
+    client_process,
+    pyte_color,
+    wait_until,
+)
 from protocol import messages
 
 
@@ -153,6 +169,64 @@ def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[Termina
     term.wait_prompt("leaver>")
     term.type("/leave\r")
     assert term.wait_exit() == 0
+
+
+# --- the shell after the client ----------------------------------------------------
+
+
+class LateTerminal(TerminalClient):
+    """A terminal that answers queries late, as one at the far end of a slow ssh link does:
+    here, only once the client has gone."""
+
+    late: list[str]
+
+    def __init__(self, port: int, *args: str) -> None:
+        self.late = []
+        super().__init__(port, *args)
+
+    def answer(self, data: str) -> None:
+        self.late.append(data)
+
+
+@pytest.fixture
+def shell_end(terminals: list[Terminal]) -> Iterator[list[int]]:
+    """File descriptors of terminals' own ends, held open as a shell would after the client exits."""
+    opened: list[int] = []
+    yield opened
+    for fd in opened:
+        os.close(fd)
+
+
+def open_tty_of(term: Terminal) -> int:
+    """Open the pseudo-terminal the program runs in, as the shell that started it has it open."""
+    link = f"/proc/{term.child.pid}/fd/0"
+    wait_until(lambda: os.readlink(link).startswith("/dev/pts/"), what="the client's terminal")
+    return os.open(os.readlink(link), os.O_RDWR | os.O_NOCTTY)
+
+
+def next_line_read(fd: int) -> bytes:
+    """The next line a shell reading this terminal gets (the terminal is in line mode again)."""
+    got = b""
+    deadline = time.monotonic() + WAIT
+    while not got.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no line for the shell; got {got!r}"
+        got += os.read(fd, 1024)
+    return got
+
+
+def test_nothing_is_left_for_the_shell_when_the_terminal_answers_late(
+    open_server: ServerProcess, terminals: list[Terminal], shell_end: list[int]
+) -> None:
+    term = LateTerminal(open_server.port, "--name", "leaver")
+    terminals.append(term)
+    shell_end.append(shell := open_tty_of(term))
+    term.wait_prompt("leaver>")
+    term.type("/leave\r")
+    wait_until(lambda: not term.child.isalive(), what="the client to exit")
+    # Whatever the client asked the terminal, the answers come now, then the user types on.
+    os.write(term.child.child_fd, "".join(term.late).encode() + b"echo next\n")
+    assert next_line_read(shell) == b"echo next\n"
 
 
 def test_port_0_is_a_usage_error() -> None:
