@@ -147,6 +147,7 @@ def test_ctrl_d_leaves_cleanly(open_server: ServerProcess, terminals: list[Termi
     term.type("\x04")
     assert term.wait_exit() == 0
     watcher.expect(messages.LEFT)
+    term.wait_screen(r"\*\*\* Goodbye, quitter\.")
 
 
 def test_ctrl_c_leaves_at_once_not_with_leave(open_server: ServerProcess, terminals: list[Terminal]) -> None:
@@ -162,13 +163,14 @@ def test_ctrl_c_leaves_at_once_not_with_leave(open_server: ServerProcess, termin
     assert "closed by client" in left and "/leave" not in left
 
 
-def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[Terminal]) -> None:
+def test_slash_leave_shows_the_goodbye_exits_0(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     term = TerminalClient(open_server.port, "--name", "leaver")
     terminals.append(term)
     term.wait_screen(r"Welcome, leaver!")
     term.wait_prompt("leaver>")
     term.type("/leave\r")
     assert term.wait_exit() == 0
+    term.wait_screen(r"\*\*\* Goodbye, leaver\.\n(.*\n)*Client\.py: you left the room\.")
 
 
 # --- the shell after the client ----------------------------------------------------
