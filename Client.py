@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from chatroom.client.conversation import Conversation, ExitCode, Outcome
 from chatroom.client.link import Link
-from chatroom.client.session import Session
+from chatroom.client.session import ANSWER_WAIT, Session
 from chatroom.client.terminal import (
     CLIENT_HELP,
     KEY_WIDTH,
@@ -40,7 +40,11 @@ from chatroom.tls import client_context
 
 EXIT_STATUS = (
     (ExitCode.LEFT, "you left: /leave, /quit, Ctrl-D, or the end of input"),
-    (ExitCode.LOST, "could not connect, the connection was lost, or the server shut down"),
+    (
+        ExitCode.LOST,
+        f"could not connect, no chat server answered within {ANSWER_WAIT:g} s, the connection was lost, "
+        "or the server shut down",
+    ),
     (ExitCode.USAGE, "bad options"),
     (
         ExitCode.REFUSED,
@@ -49,9 +53,6 @@ EXIT_STATUS = (
     ),
     (ExitCode.INTERRUPTED, "interrupted with Ctrl-C"),
 )
-#: Seconds to connect (and shake hands, with TLS).
-CONNECT_WAIT = 10.0
-
 DESCRIPTION = """\
 Talk in a chat room served by Server.py.
 
@@ -167,16 +168,19 @@ def main(argv: list[str] | None = None) -> int:
         stamp=lambda: time.strftime("%H:%M:%S"),
         client_help=CLIENT_HELP if interactive else (),
     )
-    deadline = time.monotonic() + CONNECT_WAIT
+    deadline = time.monotonic() + ANSWER_WAIT
     try:
         link = Link.open(args.host, args.port, client_context(args.cafile) if args.tls else None, deadline)
+    except TimeoutError:
+        conversation.unanswered(ANSWER_WAIT, args.tls)
+        return report(conversation.outcome)
     except OSError as error:
         print(f"Client.py: cannot connect to {server}: {why_not(error)}", file=sys.stderr)
         return ExitCode.LOST
     except KeyboardInterrupt:
         conversation.interrupt()
         return report(conversation.outcome)
-    session = Session(link, conversation)
+    session = Session(link, conversation, args.tls, deadline)
     printer = Printer(
         write_to(sys.stdout),
         use_color(args.color),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -231,6 +233,9 @@ def test_nothing_is_left_for_the_shell_when_the_terminal_answers_late(
     assert next_line_read(shell) == b"echo next\n"
 
 
+# --- bad options, and ports with no chat server ----------------------------------------
+
+
 def test_port_0_is_a_usage_error() -> None:
     for port in ("0", "65536", "http"):
         result = subprocess.run(
@@ -238,3 +243,64 @@ def test_port_0_is_a_usage_error() -> None:
         )
         assert result.returncode == 2
         assert f"argument --port: must be a port from 1 to 65535, not {port}" in result.stderr
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port where something listens and never says a word (``ncat -l``, a stuck service)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener.getsockname()[1]
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[int]:
+    """``python3 -m http.server``: it waits for a request, so it says nothing first."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+        except OSError:
+            return False
+        return True
+
+    wait_until(listening, what="the web server")
+    yield port
+    proc.terminate()
+    proc.wait(WAIT)
+
+
+@pytest.mark.parametrize("listener", ["silent_port", "web_server"])
+def test_no_chat_server_answering_is_said_and_ends_the_client(
+    listener: str, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue(listener)
+    proc = client_process(port, "--name", "lost")
+    _out, err = proc.communicate(b"hello?\n", timeout=WAIT)
+    assert proc.returncode == 1
+    assert f"no chat server answered at 127.0.0.1:{port} within 5 s" in err.decode()
+
+
+def test_no_chat_server_answering_on_a_terminal(silent_port: int, terminals: list[Terminal]) -> None:
+    term = TerminalClient(silent_port, "--name", "lost")
+    terminals.append(term)
+    assert term.wait_exit() == 1
+    term.wait_screen(rf"no chat server answered at 127\.0\.0\.1:{silent_port}")
+
+
+def test_another_service_is_not_a_chat_server() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        proc = client_process(listener.getsockname()[1], "--name", "lost")
+        conn, _ = listener.accept()
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        _out, err = proc.communicate(timeout=WAIT)
+        conn.close()
+    assert proc.returncode == 1 and "is not a chat server (it said 'SSH-2.0-OpenSSH_9.6')" in err.decode()

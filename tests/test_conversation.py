@@ -129,6 +129,37 @@ def test_a_tls_server_says_so() -> None:
     assert finished(effects) == Outcome(ExitCode.LOST, "the server speaks TLS: add --tls")
 
 
+# --- not a chat server -------------------------------------------------------------
+
+
+def test_a_first_line_no_chat_server_sends_means_another_service() -> None:
+    outcome = finished(new().hear("SSH-2.0-OpenSSH_9.6\x1b[2J"))
+    assert outcome is not None and outcome.code is ExitCode.LOST
+    assert outcome.why == f"{SERVER} is not a chat server (it said 'SSH-2.0-OpenSSH_9.6')"
+
+
+def test_once_a_chat_server_has_answered_any_line_is_just_shown() -> None:
+    conversation = new()
+    hear(conversation, GREETING)
+    assert shown(conversation.hear("SSH-2.0-OpenSSH_9.6")) == ["SSH-2.0-OpenSSH_9.6"]
+    assert conversation.phase is Phase.CONNECTING
+
+
+def test_no_answer_at_all() -> None:
+    assert finished(new().unanswered(5, tls=False)) == Outcome(
+        ExitCode.LOST, f"no chat server answered at {SERVER} within 5 s (one that speaks TLS needs --tls)"
+    )
+    assert finished(new().unanswered(5, tls=True)) == Outcome(
+        ExitCode.LOST, f"no chat server answered at {SERVER} within 5 s"
+    )
+
+
+def test_closed_without_a_word() -> None:
+    assert finished(new().closed(lost=False)) == Outcome(
+        ExitCode.LOST, f"{SERVER} closed the connection without a word"
+    )
+
+
 # --- lines typed before we are in -----------------------------------------------------
 
 

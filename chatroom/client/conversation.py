@@ -12,6 +12,8 @@ Rules:
 * Phases: CONNECTING until the server asks for a name (and again after one is
   sent, until the server answers it), NAMING while the user is to type one,
   WAITING for the operator, IN_ROOM, DONE.
+* The first line must be a chat server's: its greeting, a refusal, or "this
+  server speaks TLS". Anything else means HOST:PORT is some other service.
 * Lines typed before we are in the room are held, in order, and sent once
   we are in. ``/ignore`` and ``/unignore`` are carried out here, at once,
   never sent.
@@ -30,9 +32,12 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from formatting import layout, lines, shortcodes
-from formatting.sanitize import strip_sgr
+from formatting.sanitize import clean, strip_sgr
 from protocol import commands, messages, serverlines
 from protocol.names import name_key
+
+#: How much of a stranger's first line to quote when saying it is not a chat server.
+QUOTE_LENGTH = 60
 
 
 class Phase(Enum):
@@ -109,6 +114,7 @@ class Conversation:
         self._stamp = stamp
         self._client_help = tuple(client_help)
         self._auto_name = name
+        self._answered = False  # the server said something a chat server says
         self._held: list[str] = []
         self._leave_once_in = False
         self._replaying = False
@@ -127,6 +133,11 @@ class Conversation:
         if self.phase is Phase.DONE:
             return []
         event = serverlines.read(line)
+        if not self._answered:
+            if not isinstance(event, serverlines.FIRST_LINES):
+                quote = clean(strip_sgr(line))[:QUOTE_LENGTH]
+                return self._finish(ExitCode.LOST, f"{self.server} is not a chat server (it said {quote!r})")
+            self._answered = True
         shown = Show(line, serverlines.text_start(line))
         match event:
             case serverlines.Message(name=name, text=text) | serverlines.Action(name=name, text=text):
@@ -170,6 +181,7 @@ class Conversation:
         """The server's name prompt: answer with the name we were given, or let the user type one."""
         if self.phase is Phase.DONE:
             return []
+        self._answered = True
         if self._auto_name is not None:
             name, self._auto_name = self._auto_name, None
             return [Send(name)]
@@ -184,7 +196,15 @@ class Conversation:
             return self._finish(ExitCode.LEFT, "you left the room")
         if lost:
             return self._finish(ExitCode.LOST, "the connection to the server was lost")
+        if not self._answered:
+            return self._finish(ExitCode.LOST, f"{self.server} closed the connection without a word")
         return self._finish(ExitCode.LOST, "the server closed the connection")
+
+    def unanswered(self, seconds: float, tls: bool) -> list[Effect]:
+        """Nothing at all came back within ``seconds``: no chat server is there."""
+        hint = "" if tls else " (one that speaks TLS needs --tls)"
+        why = f"no chat server answered at {self.server} within {seconds:g} s{hint}"
+        return self._finish(ExitCode.LOST, why)
 
     def send_failed(self) -> list[Effect]:
         return self._finish(ExitCode.LOST, "the connection to the server was lost")

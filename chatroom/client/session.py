@@ -8,7 +8,10 @@ thread (scripted) what was typed. Its effects are carried out in order, in
 that thread: lines shown, lines queued for the writer, and at the end a
 hang-up.
 
-Once ``/leave`` is sent, its goodbye is waited for at most ``LEAVE_WAIT``.
+Two waits bound the life of a session: a chat server must answer within
+``ANSWER_WAIT`` of the start (connecting included), or the client says none
+did; and once ``/leave`` is sent, its goodbye is waited for at most
+``LEAVE_WAIT``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from chatroom.client.link import Link
 from chatroom.transport import Disconnected
 from protocol.serverlines import NamePrompt
 
+#: Seconds for a chat server to answer: connecting, the TLS handshake and its first line.
+ANSWER_WAIT = 5.0
 #: Seconds to wait for the server's goodbye after asking to leave.
 LEAVE_WAIT = 3.0
 
@@ -30,9 +35,12 @@ Job = Callable[[], None]
 
 
 class Session:
-    def __init__(self, link: Link, conversation: Conversation) -> None:
+    def __init__(self, link: Link, conversation: Conversation, tls: bool, deadline: float) -> None:
+        """``deadline``: the ``time.monotonic()`` instant by which a chat server must have answered."""
         self.link = link
         self.conversation = conversation
+        self.tls = tls
+        self.deadline = deadline
         self.show: Callable[[Show], None] = lambda _shown: None
         self.on_change: Job = lambda: None  # something the input line shows may have changed
         self.on_finish: Job = lambda: None
@@ -68,6 +76,10 @@ class Session:
     def interrupt(self) -> None:
         self._apply(self.conversation.interrupt())
 
+    def no_answer(self) -> None:
+        """Connecting (or the TLS handshake) did not finish in time."""
+        self._apply(self.conversation.unanswered(ANSWER_WAIT, self.tls))
+
     def _heard(self, batch: list[str | NamePrompt]) -> None:
         for item in batch:
             if isinstance(item, NamePrompt):
@@ -98,8 +110,10 @@ class Session:
 
     def _receive(self) -> None:
         try:
-            for batch in self.link.receive(None):
+            for batch in self.link.receive(self.deadline):
                 self._post(functools.partial(self._heard, batch))
+        except TimeoutError:
+            self._post(self.no_answer)
         except Disconnected as gone:
             self._post(functools.partial(self._closed, gone.lost))
         except OSError:  # reset, or TLS broken
