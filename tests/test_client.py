@@ -304,3 +304,36 @@ def test_another_service_is_not_a_chat_server() -> None:
         _out, err = proc.communicate(timeout=WAIT)
         conn.close()
     assert proc.returncode == 1 and "is not a chat server (it said 'SSH-2.0-OpenSSH_9.6')" in err.decode()
+
+
+# --- waiting for the operator ------------------------------------------------------------
+
+
+def test_a_line_typed_while_waiting_shows_as_queued_until_sent(
+    server: ServerProcess, terminals: list[Terminal]
+) -> None:
+    alice = server.connect("alice")
+    term = TerminalClient(server.port, "--name", "patient")
+    terminals.append(term)
+    term.wait_prompt("(waiting for the operator)")
+    term.type("typed while waiting\r")
+    term.wait_screen(r"\(queued\) typed while waiting\n\(waiting for the operator\)")
+    assert all(c.italics for c in term.cells("typed while waiting"))
+    server.approve("patient")
+    alice.expect("<patient> typed while waiting")
+    term.wait_screen(r"<patient> typed while waiting")
+    wait_until(lambda: "(queued)" not in term.display(), what="the queued line to go")
+
+
+def test_leaving_while_waiting_leaves_at_once_saying_what_was_not_sent(
+    server: ServerProcess, terminals: list[Terminal]
+) -> None:
+    term = TerminalClient(server.port, "--name", "impatient")
+    terminals.append(term)
+    term.wait_prompt("(waiting for the operator)")
+    term.type("anyone?\r")
+    term.wait_screen(r"\(queued\) anyone\?")
+    term.type("\x04")
+    assert term.wait_exit() == 0
+    term.wait_screen(r"Not sent: anyone\?\n(.*\n)*Client\.py: you left before you were let in\.")
+    server.log.wait_for(r"gave up waiting impatient .*closed by client")

@@ -3,6 +3,8 @@ typed lines in, what to show, send and how it ends out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from chatroom.client.conversation import (
     Conversation,
     Effect,
@@ -163,16 +165,39 @@ def test_closed_without_a_word() -> None:
 # --- lines typed before we are in -----------------------------------------------------
 
 
-def test_lines_typed_while_waiting_are_held_and_sent_once_in() -> None:
+def test_lines_typed_while_waiting_are_queued_and_sent_once_in() -> None:
     conversation = new()
     hear(conversation, GREETING)
     assert conversation.typed("early :thumbs_up:") == []  # before the name is even answered
     conversation.asked_for_name()
     hear(conversation, waiting())
     assert conversation.typed("second") == []
+    queued = [conversation.queued]
     effects = conversation.hear(welcome())
+    queued.append(conversation.queued)
+    assert queued == [("early 👍", "second"), ()]
     assert sent(effects) == ["early 👍", "second"]
     assert isinstance(effects[0], Show)  # the welcome shows first
+
+
+def test_lines_never_sent_are_shown_as_not_sent() -> None:
+    conversation = new()
+    hear(conversation, GREETING, waiting())
+    conversation.typed("hello?")
+    effects = conversation.hear(lines.notice(None, messages.APPROVAL_TIMEOUT()))
+    assert shown(effects)[1:] == ["[12:00:00] *** Not sent: hello?"]
+    assert finished(effects) == Outcome(ExitCode.REFUSED, "not let in")
+
+
+def test_leaving_while_waiting_on_a_terminal_leaves_at_once() -> None:
+    leaves: list[Callable[[Conversation], list[Effect]]] = [Conversation.leave, lambda c: c.typed("/quit")]
+    for leave in leaves:
+        conversation = new()
+        hear(conversation, GREETING, waiting())
+        conversation.typed("never mind")
+        effects = leave(conversation)
+        assert sent(effects) == [] and shown(effects) == ["[12:00:00] *** Not sent: never mind"]
+        assert finished(effects) == Outcome(ExitCode.LEFT, "you left before you were let in")
 
 
 def test_a_script_that_ends_while_waiting_says_its_lines_once_in() -> None:
@@ -341,9 +366,8 @@ def test_ignore_hides_someone_in_this_client_only() -> None:
 def test_ignore_works_while_waiting_too() -> None:
     conversation = new()
     hear(conversation, GREETING, waiting())
-    effects = conversation.typed("/ignore carol")
-    assert messages.IGNORING.matches(shown(effects)[0])
-    assert sent(conversation.hear(welcome())) == []
+    assert messages.IGNORING.matches(shown(conversation.typed("/ignore carol"))[0])
+    assert conversation.queued == ()
 
 
 # --- the end ----------------------------------------------------------------------------

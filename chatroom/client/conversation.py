@@ -14,10 +14,11 @@ Rules:
   WAITING for the operator, IN_ROOM, DONE.
 * The first line must be a chat server's: its greeting, a refusal, or "this
   server speaks TLS". Anything else means HOST:PORT is some other service.
-* Lines typed before we are in the room are held, in order, and sent once
-  we are in. ``/ignore`` and ``/unignore`` are carried out here, at once,
-  never sent.
-* Leaving before we are in happens once in, after the held lines.
+* Lines typed before we are in the room are held, in order (``queued``), and
+  sent once we are in; if we never get in, each is shown as not sent.
+  ``/ignore`` and ``/unignore`` are carried out here, at once, never sent.
+* Leaving before we are in: on a terminal, at once (the user means it);
+  scripted, once in, after the held lines (the script meant them to be said).
   Ctrl-C is not ``/leave``: it finishes without a word to the server.
 * The first reason to finish wins: a goodbye, then the close that follows it,
   is a goodbye.
@@ -121,6 +122,11 @@ class Conversation:
         self._spoke: dict[str, int] = {}  # name -> when it last spoke (a count of lines)
         self._lines = 0
 
+    @property
+    def queued(self) -> tuple[str, ...]:
+        """Lines typed before we were let in, waiting to be sent."""
+        return tuple(self._held)
+
     def others(self) -> list[str]:
         """Everyone else in the room, the most recent speakers first, as irssi completes."""
         names = [name for name in self.names if name != self.name]
@@ -222,6 +228,8 @@ class Conversation:
         if local is not None:
             return [self._ignore(local)]
         leave = isinstance(commands.parse(text), commands.Leave)
+        if leave and self.phase is not Phase.IN_ROOM:
+            return self.leave()
         text = shortcodes.to_emoji(text)
         if self.phase is not Phase.IN_ROOM:
             self._held.append(text)
@@ -236,6 +244,8 @@ class Conversation:
         if self.phase is Phase.IN_ROOM:
             self.leaving = True
             return [Send("/leave")]
+        if self.interactive:
+            return self._finish(ExitCode.LEFT, "you left before you were let in")
         self._leave_once_in = True
         return []
 
@@ -312,4 +322,6 @@ class Conversation:
             return []
         self.outcome = Outcome(code, why)
         self.phase = Phase.DONE
-        return [Finish(self.outcome)]
+        unsent: list[Effect] = [self._notice(messages.NOT_SENT(text=text)) for text in self._held]
+        self._held.clear()
+        return [*unsent, Finish(self.outcome)]

@@ -17,6 +17,8 @@ Rules:
   (late, as over ssh) would be typed into the shell. Without it
   prompt_toolkit does not know how many rows are below the cursor, so the
   input line grows downwards when Tab opens a menu; that is all it costs.
+* Lines typed before the operator lets you in are shown above the input line,
+  marked ``(queued)``, until they are sent.
 * When standard input is not a terminal, each line read is a line typed, and
   the end of input leaves; output is the server's lines, unwrapped, no bell.
 """
@@ -40,6 +42,7 @@ from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.output import create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
+from prompt_toolkit.styles import Style
 
 from chatroom.client.completion import ChatCompleter
 from chatroom.client.conversation import Conversation, Phase, Show
@@ -67,6 +70,8 @@ CLIENT_HELP = (
     *((f"  {key:<{KEY_WIDTH}}", meaning) for key, meaning in KEYS),
     *(("", extra) for extra in EXTRAS),
 )
+QUEUED = "(queued) "
+PROMPT_STYLE = Style.from_dict({"queued": "italic"})
 
 
 class Printer:
@@ -139,7 +144,8 @@ class Finished(Exception):
 
 
 def prompt_text(conversation: Conversation) -> StyleAndTextTuples:
-    """The input line's prompt."""
+    """The input line's prompt, below the lines that wait to be sent."""
+    rows: StyleAndTextTuples = [("class:queued", f"{QUEUED}{text}\n") for text in conversation.queued]
     if conversation.phase is Phase.NAMING:
         prompt = messages.NAME_PROMPT
     elif conversation.phase is Phase.IN_ROOM:
@@ -148,7 +154,7 @@ def prompt_text(conversation: Conversation) -> StyleAndTextTuples:
         prompt = "(waiting for the operator) "
     else:
         prompt = "> "
-    return [("", prompt)]
+    return [*rows, ("", prompt)]
 
 
 def run_terminal(session: Session, printer: Printer, history: History, emoji_glyphs: bool) -> None:
@@ -170,6 +176,7 @@ def run_terminal(session: Session, printer: Printer, history: History, emoji_gly
         erase_when_done=True,
         interrupt_exception=Interrupted,  # a KeyboardInterrupt would escape the task as a traceback
         output=output,
+        style=PROMPT_STYLE,
     )
     app = prompt.app
 
