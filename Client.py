@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE
     name = args.name
     if name is None and not interactive:
-        name = sys.stdin.readline().strip()  # scripted: the first line is the name
+        name = sys.stdin.buffer.readline().decode("utf-8", "replace").strip()  # scripted: the first line
         if not name:
             print("Client.py: no name given (use --name or a first line)", file=sys.stderr)
             return ExitCode.USAGE

@@ -337,3 +337,17 @@ def test_leaving_while_waiting_leaves_at_once_saying_what_was_not_sent(
     assert term.wait_exit() == 0
     term.wait_screen(r"Not sent: anyone\?\n(.*\n)*Client\.py: you left before you were let in\.")
     server.log.wait_for(r"gave up waiting impatient .*closed by client")
+
+
+# --- odd input ----------------------------------------------------------------------------
+
+
+def test_input_that_is_not_utf8_is_sent_repaired(open_server: ServerProcess) -> None:
+    watcher = open_server.connect("watcher")
+    proc = client_process(open_server.port, "--name", "latin")
+    _out, err = proc.communicate(b"caf\xe9 au lait\n", timeout=WAIT)
+    assert proc.returncode == 0, err
+    assert messages.MESSAGE.match(watcher.expect(messages.MESSAGE)) == {
+        "name": "latin",
+        "text": "caf\ufffd au lait",
+    }

@@ -234,8 +234,8 @@ def run_plain(session: Session, printer: Printer, stdin: TextIO) -> None:
     session.start(inbox.put)
 
     def feed() -> None:
-        for raw in stdin:
-            inbox.put(functools.partial(session.typed, raw.rstrip("\r\n")))
+        for raw in stdin.buffer:
+            inbox.put(functools.partial(session.typed, raw.decode("utf-8", "replace").rstrip("\r\n")))
         inbox.put(session.leave)
 
     threading.Thread(target=feed, name="stdin", daemon=True).start()
