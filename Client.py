@@ -53,6 +53,9 @@ EXIT_STATUS = (
     ),
     (ExitCode.INTERRUPTED, "interrupted with Ctrl-C"),
 )
+#: OpenSSL's verify codes for a certificate made for another name or address.
+NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
 DESCRIPTION = """\
 Talk in a chat room served by Server.py.
 
@@ -135,9 +138,13 @@ def why_not(error: OSError) -> str:
     if reason == "WRONG_VERSION_NUMBER":
         return "the server does not speak TLS: leave out --tls"
     if reason == "CERTIFICATE_VERIFY_FAILED":
-        detail = getattr(error, "verify_message", None) or "certificate not trusted"
+        detail = (getattr(error, "verify_message", None) or "certificate not trusted").rstrip(".")
+        if getattr(error, "verify_code", None) in NAME_MISMATCH:
+            return f"{detail}: connect with --host set to a name the certificate is for"
         return f"{detail}: give the CA certificate that signed the server's with --cafile"
-    return str(error)
+    if isinstance(error, ConnectionRefusedError):
+        return "nothing is listening there (is Server.py running, and on that port?)"
+    return error.strerror or str(error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from harness import (
     ROOT,
     WAIT,
     ServerProcess,
+    StartServer,
     Terminal,
     TerminalClient,
     client_process,
@@ -304,6 +305,29 @@ def test_another_service_is_not_a_chat_server() -> None:
         _out, err = proc.communicate(timeout=WAIT)
         conn.close()
     assert proc.returncode == 1 and "is not a chat server (it said 'SSH-2.0-OpenSSH_9.6')" in err.decode()
+
+
+def test_a_certificate_for_another_name_says_which_option_fixes_it(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost")  # not for 127.0.0.1, which the client dials by default
+    cert, key, trusted = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(trusted))
+    server = start_server("--approve", "all", "--tls-cert", str(cert), "--tls-key", str(key))
+    proc = client_process(server.port, "--name", "bob", "--tls", "--cafile", str(trusted))
+    _out, err = proc.communicate(b"", timeout=WAIT)
+    assert proc.returncode == 1
+    assert "certificate is not valid for '127.0.0.1': connect with --host set to a name" in err.decode()
+    proc = client_process(
+        server.port, "--host", "localhost", "--name", "bob", "--tls", "--cafile", str(trusted)
+    )
+    out, err = proc.communicate(b"", timeout=WAIT)
+    assert proc.returncode == 0 and "Welcome, bob!" in out.decode(), err
 
 
 # --- waiting for the operator ------------------------------------------------------------
