@@ -75,6 +75,21 @@ def test_taken_name_in_a_script_exits_3(open_server: ServerProcess) -> None:
     assert code == 3 and "That name can't be used" in out and "name was not accepted" in err
 
 
+def test_what_is_typed_when_the_server_goes_away_is_shown_as_not_sent(
+    open_server: ServerProcess, terminals: list[Terminal]
+) -> None:
+    term = TerminalClient(open_server.port, "--name", "typist")
+    terminals.append(term)
+    term.wait_prompt("typist>")
+    term.type("half a thou")
+    term.wait_prompt("typist> half a thou")
+    open_server.stop()
+    assert term.wait_exit() == 1
+    term.wait_screen(
+        r"shutting down\. Bye\.\n(.*\n)*.*\*\*\* Not sent: half a thou\nClient\.py: the server shut down\."
+    )
+
+
 def test_server_going_away_exits_1(open_server: ServerProcess) -> None:
     proc = client_process(open_server.port, "--name", "stayer")
     open_server.log.wait_for("join stayer")

@@ -390,6 +390,15 @@ def test_typing_a_leave_command_is_leaving() -> None:
     assert finished(conversation.closed(lost=False)) == Outcome(ExitCode.LEFT, "you left the room")
 
 
+def test_what_was_typed_but_not_sent_when_it_ended_is_shown() -> None:
+    conversation = in_room()
+    finished(conversation.hear(lines.notice(None, messages.SHUTTING_DOWN())))
+    assert shown(conversation.not_sent("half a\n\nthought")) == [
+        "[12:00:00] *** Not sent: half a",
+        "[12:00:00] *** Not sent: thought",
+    ]
+
+
 def test_ctrl_c_is_not_leave() -> None:
     conversation = in_room()
     effects = conversation.interrupt()

@@ -249,6 +249,10 @@ class Conversation:
         self._leave_once_in = True
         return []
 
+    def not_sent(self, text: str) -> list[Effect]:
+        """Text the user had typed, not yet sent, when the conversation ended: shown, not lost."""
+        return [self._notice(messages.NOT_SENT(text=line)) for line in text.splitlines() if line.strip()]
+
     def interrupt(self) -> list[Effect]:
         """Ctrl-C: leave at once, without /leave (the server sees the connection close)."""
         return self._finish(ExitCode.INTERRUPTED, "interrupted")
@@ -322,6 +326,6 @@ class Conversation:
             return []
         self.outcome = Outcome(code, why)
         self.phase = Phase.DONE
-        unsent: list[Effect] = [self._notice(messages.NOT_SENT(text=text)) for text in self._held]
+        unsent = self.not_sent("\n".join(self._held))
         self._held.clear()
         return [*unsent, Finish(self.outcome)]

@@ -76,6 +76,9 @@ class Session:
     def interrupt(self) -> None:
         self._apply(self.conversation.interrupt())
 
+    def not_sent(self, text: str) -> None:
+        self._apply(self.conversation.not_sent(text))
+
     def no_answer(self) -> None:
         """Connecting (or the TLS handshake) did not finish in time."""
         self._apply(self.conversation.unanswered(ANSWER_WAIT, self.tls))

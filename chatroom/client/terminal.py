@@ -18,7 +18,8 @@ Rules:
   prompt_toolkit does not know how many rows are below the cursor, so the
   input line grows downwards when Tab opens a menu; that is all it costs.
 * Lines typed before the operator lets you in are shown above the input line,
-  marked ``(queued)``, until they are sent.
+  marked ``(queued)``, until they are sent. Text still in the input line when
+  the conversation ends (the server shut down) is shown as not sent.
 * When standard input is not a terminal, each line read is a line typed, and
   the end of input leaves; output is the server's lines, unwrapped, no bell.
 """
@@ -183,6 +184,8 @@ def run_terminal(session: Session, printer: Printer, history: History, emoji_gly
     def end_prompt() -> None:
         """Take the input line away once the conversation is over, or the user is leaving."""
         if (session.done or session.leaving) and app.is_running and app.future and not app.future.done():
+            if session.done:
+                session.not_sent(prompt.default_buffer.text)
             app.exit(exception=Finished())
 
     async def converse() -> None:
