@@ -13,6 +13,9 @@ rely on, and nothing else:
 
 Styles are independent attributes, so pairs may overlap
 (``**a __b** c__``): each paired marker toggles its attribute.
+
+``parse`` makes the spans and ``to_ansi`` the escapes; ``formatting.lines``
+lays out whole lines with them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from formatting.colors import COLORS
 
 MARKERS = {"**": "bold", "__": "italic", "~~": "strike"}
-ESCAPE = "\\"
 
 RESET = "\x1b[0m"
 _SGR_CODES = {"bold": 1, "dim": 2, "italic": 3, "underline": 4, "reverse": 7, "strike": 9}
@@ -168,20 +170,3 @@ def to_ansi(spans: list[Span]) -> str:
     if current != RESET:
         out.append(RESET)
     return "".join(out)
-
-
-def render(text: str, color: str | None = None) -> str:
-    """Markup in, ANSI out: the one call the server makes per message body."""
-    return to_ansi(parse(text, Style(color=color)))
-
-
-def escape(text: str) -> str:
-    """Make every marker in ``text`` literal, so ``render`` shows it as typed."""
-    for marker in MARKERS:
-        text = text.replace(marker, ESCAPE + marker)
-    return text
-
-
-def plain(text: str) -> str:
-    """What the reader sees with styles ignored."""
-    return "".join(span.text for span in parse(text))

@@ -144,15 +144,16 @@ LINE_TOO_LONG = Wording(NOTICE + " That line was longer than {limit} bytes and w
 GOODBYE = Wording(NOTICE + " Goodbye, {name}.")
 KICKED = Wording(NOTICE + " You were removed by the operator{reason}.")
 SHUTTING_DOWN = Wording(NOTICE + " The server is shutting down. Bye.")
-SLOW_READER = Wording(NOTICE + " You were disconnected: your connection was not keeping up.")
 
-# --- Client.py's own notices (commands it handles without the server) -----
+# --- Client.py's own notices (what it says itself, without the server) ----
 
 IGNORING = Wording(NOTICE + " Ignoring {name}: their messages are hidden here (/unignore to see them again).")
 UNIGNORED = Wording(NOTICE + " No longer ignoring {name}.")
 NOT_IGNORED = Wording(NOTICE + " You are not ignoring {name}.")
 IGNORED_LIST = Wording(NOTICE + " Ignored ({count}): {names}")
 IGNORE_SELF = Wording(NOTICE + " You cannot ignore yourself.")
+# A line typed before the operator let you in, when you will not get in after all.
+NOT_SENT = Wording(NOTICE + " Not sent: {text}")
 
 #: The last line of the /help reply, so a client knows the list is complete.
 HELP_END = Wording(NOTICE + " Start a line with // to send text beginning with /.")

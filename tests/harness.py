@@ -281,11 +281,11 @@ class Terminal:
             env={**os.environ, "TERM": "xterm-256color", **(env or {})},
             dimensions=(rows, columns),
         )
-        child = self.child
+        terminal = self
 
         class AnsweringScreen(pyte.Screen):
             def write_process_input(self, data: str) -> None:
-                child.send(data)  # answers cursor-position queries like a real terminal
+                terminal.answer(data)  # answers cursor-position queries like a real terminal
 
         self.screen = AnsweringScreen(columns, rows)
         self.stream = pyte.ByteStream(self.screen)
@@ -305,6 +305,10 @@ class Terminal:
             with self._lock:
                 self.raw += data
                 self.stream.feed(data)
+
+    def answer(self, data: str) -> None:
+        """Send what the terminal answers to a query (where the cursor is): at once, here."""
+        self.child.send(data)
 
     def display(self) -> str:
         with self._lock:

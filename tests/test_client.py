@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
-from harness import WAIT, ServerProcess, Terminal, TerminalClient, client_process, pyte_color
+import os
+import select
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import (
+    PYTHON,
+    ROOT,
+    WAIT,
+    ServerProcess,
+    StartServer,
+    Terminal,
+    TerminalClient,
+    client_process,
+    pyte_color,
+    wait_until,
+)
 from protocol import messages
 
 
@@ -52,6 +73,21 @@ def test_taken_name_in_a_script_exits_3(open_server: ServerProcess) -> None:
     _alice = open_server.connect("alice")
     code, out, err = run_script(open_server, "alice", "hi\n")
     assert code == 3 and "That name can't be used" in out and "name was not accepted" in err
+
+
+def test_what_is_typed_when_the_server_goes_away_is_shown_as_not_sent(
+    open_server: ServerProcess, terminals: list[Terminal]
+) -> None:
+    term = TerminalClient(open_server.port, "--name", "typist")
+    terminals.append(term)
+    term.wait_prompt("typist>")
+    term.type("half a thou")
+    term.wait_prompt("typist> half a thou")
+    open_server.stop()
+    assert term.wait_exit() == 1
+    term.wait_screen(
+        r"shutting down\. Bye\.\n(.*\n)*.*\*\*\* Not sent: half a thou\nClient\.py: the server shut down\."
+    )
 
 
 def test_server_going_away_exits_1(open_server: ServerProcess) -> None:
@@ -129,9 +165,10 @@ def test_ctrl_d_leaves_cleanly(open_server: ServerProcess, terminals: list[Termi
     term.type("\x04")
     assert term.wait_exit() == 0
     watcher.expect(messages.LEFT)
+    term.wait_screen(r"\*\*\* Goodbye, quitter\.")
 
 
-def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[Terminal]) -> None:
+def test_ctrl_c_leaves_at_once_not_with_leave(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     watcher = open_server.connect("watcher")
     term = TerminalClient(open_server.port, "--name", "breaker")
     terminals.append(term)
@@ -140,12 +177,216 @@ def test_ctrl_c_leaves_with_130(open_server: ServerProcess, terminals: list[Term
     term.type("\x03")
     assert term.wait_exit() == 130
     watcher.expect(messages.LEFT)
+    left = open_server.log.wait_for(r"leave breaker ")
+    assert "closed by client" in left and "/leave" not in left
 
 
-def test_slash_leave_exits_0(open_server: ServerProcess, terminals: list[Terminal]) -> None:
+def test_slash_leave_shows_the_goodbye_exits_0(open_server: ServerProcess, terminals: list[Terminal]) -> None:
     term = TerminalClient(open_server.port, "--name", "leaver")
     terminals.append(term)
     term.wait_screen(r"Welcome, leaver!")
     term.wait_prompt("leaver>")
     term.type("/leave\r")
     assert term.wait_exit() == 0
+    term.wait_screen(r"\*\*\* Goodbye, leaver\.\n(.*\n)*Client\.py: you left the room\.")
+
+
+# --- the shell after the client ----------------------------------------------------
+
+
+class LateTerminal(TerminalClient):
+    """A terminal that answers queries late, as one at the far end of a slow ssh link does:
+    here, only once the client has gone."""
+
+    late: list[str]
+
+    def __init__(self, port: int, *args: str) -> None:
+        self.late = []
+        super().__init__(port, *args)
+
+    def answer(self, data: str) -> None:
+        self.late.append(data)
+
+
+@pytest.fixture
+def shell_end(terminals: list[Terminal]) -> Iterator[list[int]]:
+    """File descriptors of terminals' own ends, held open as a shell would after the client exits."""
+    opened: list[int] = []
+    yield opened
+    for fd in opened:
+        os.close(fd)
+
+
+def open_tty_of(term: Terminal) -> int:
+    """Open the pseudo-terminal the program runs in, as the shell that started it has it open."""
+    link = f"/proc/{term.child.pid}/fd/0"
+    wait_until(lambda: os.readlink(link).startswith("/dev/pts/"), what="the client's terminal")
+    return os.open(os.readlink(link), os.O_RDWR | os.O_NOCTTY)
+
+
+def next_line_read(fd: int) -> bytes:
+    """The next line a shell reading this terminal gets (the terminal is in line mode again)."""
+    got = b""
+    deadline = time.monotonic() + WAIT
+    while not got.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no line for the shell; got {got!r}"
+        got += os.read(fd, 1024)
+    return got
+
+
+def test_nothing_is_left_for_the_shell_when_the_terminal_answers_late(
+    open_server: ServerProcess, terminals: list[Terminal], shell_end: list[int]
+) -> None:
+    term = LateTerminal(open_server.port, "--name", "leaver")
+    terminals.append(term)
+    shell_end.append(shell := open_tty_of(term))
+    term.wait_prompt("leaver>")
+    term.type("/leave\r")
+    wait_until(lambda: not term.child.isalive(), what="the client to exit")
+    # Whatever the client asked the terminal, the answers come now, then the user types on.
+    os.write(term.child.child_fd, "".join(term.late).encode() + b"echo next\n")
+    assert next_line_read(shell) == b"echo next\n"
+
+
+# --- bad options, and ports with no chat server ----------------------------------------
+
+
+def test_port_0_is_a_usage_error() -> None:
+    for port in ("0", "65536", "http"):
+        result = subprocess.run(
+            [PYTHON, str(ROOT / "Client.py"), "--port", port], capture_output=True, text=True, timeout=WAIT
+        )
+        assert result.returncode == 2
+        assert f"argument --port: must be a port from 1 to 65535, not {port}" in result.stderr
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port where something listens and never says a word (``ncat -l``, a stuck service)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener.getsockname()[1]
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[int]:
+    """``python3 -m http.server``: it waits for a request, so it says nothing first."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+        except OSError:
+            return False
+        return True
+
+    wait_until(listening, what="the web server")
+    yield port
+    proc.terminate()
+    proc.wait(WAIT)
+
+
+@pytest.mark.parametrize("listener", ["silent_port", "web_server"])
+def test_no_chat_server_answering_is_said_and_ends_the_client(
+    listener: str, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue(listener)
+    proc = client_process(port, "--name", "lost")
+    _out, err = proc.communicate(b"hello?\n", timeout=WAIT)
+    assert proc.returncode == 1
+    assert f"no chat server answered at 127.0.0.1:{port} within 5 s" in err.decode()
+
+
+def test_no_chat_server_answering_on_a_terminal(silent_port: int, terminals: list[Terminal]) -> None:
+    term = TerminalClient(silent_port, "--name", "lost")
+    terminals.append(term)
+    assert term.wait_exit() == 1
+    term.wait_screen(rf"no chat server answered at 127\.0\.0\.1:{silent_port}")
+
+
+def test_another_service_is_not_a_chat_server() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        proc = client_process(listener.getsockname()[1], "--name", "lost")
+        conn, _ = listener.accept()
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        _out, err = proc.communicate(timeout=WAIT)
+        conn.close()
+    assert proc.returncode == 1 and "is not a chat server (it said 'SSH-2.0-OpenSSH_9.6')" in err.decode()
+
+
+def test_a_certificate_for_another_name_says_which_option_fixes_it(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost")  # not for 127.0.0.1, which the client dials by default
+    cert, key, trusted = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(trusted))
+    server = start_server("--approve", "all", "--tls-cert", str(cert), "--tls-key", str(key))
+    proc = client_process(server.port, "--name", "bob", "--tls", "--cafile", str(trusted))
+    _out, err = proc.communicate(b"", timeout=WAIT)
+    assert proc.returncode == 1
+    assert "certificate is not valid for '127.0.0.1': connect with --host set to a name" in err.decode()
+    proc = client_process(
+        server.port, "--host", "localhost", "--name", "bob", "--tls", "--cafile", str(trusted)
+    )
+    out, err = proc.communicate(b"", timeout=WAIT)
+    assert proc.returncode == 0 and "Welcome, bob!" in out.decode(), err
+
+
+# --- waiting for the operator ------------------------------------------------------------
+
+
+def test_a_line_typed_while_waiting_shows_as_queued_until_sent(
+    server: ServerProcess, terminals: list[Terminal]
+) -> None:
+    alice = server.connect("alice")
+    term = TerminalClient(server.port, "--name", "patient")
+    terminals.append(term)
+    term.wait_prompt("(waiting for the operator)")
+    term.type("typed while waiting\r")
+    term.wait_screen(r"\(queued\) typed while waiting\n\(waiting for the operator\)")
+    assert all(c.italics for c in term.cells("typed while waiting"))
+    server.approve("patient")
+    alice.expect("<patient> typed while waiting")
+    term.wait_screen(r"<patient> typed while waiting")
+    wait_until(lambda: "(queued)" not in term.display(), what="the queued line to go")
+
+
+def test_leaving_while_waiting_leaves_at_once_saying_what_was_not_sent(
+    server: ServerProcess, terminals: list[Terminal]
+) -> None:
+    term = TerminalClient(server.port, "--name", "impatient")
+    terminals.append(term)
+    term.wait_prompt("(waiting for the operator)")
+    term.type("anyone?\r")
+    term.wait_screen(r"\(queued\) anyone\?")
+    term.type("\x04")
+    assert term.wait_exit() == 0
+    term.wait_screen(r"Not sent: anyone\?\n(.*\n)*Client\.py: you left before you were let in\.")
+    server.log.wait_for(r"gave up waiting impatient .*closed by client")
+
+
+# --- odd input ----------------------------------------------------------------------------
+
+
+def test_input_that_is_not_utf8_is_sent_repaired(open_server: ServerProcess) -> None:
+    watcher = open_server.connect("watcher")
+    proc = client_process(open_server.port, "--name", "latin")
+    _out, err = proc.communicate(b"caf\xe9 au lait\n", timeout=WAIT)
+    assert proc.returncode == 0, err
+    assert messages.MESSAGE.match(watcher.expect(messages.MESSAGE)) == {
+        "name": "latin",
+        "text": "caf\ufffd au lait",
+    }

@@ -1,24 +1,21 @@
 """What makes Client.py feel like irssi or weechat: completion, history, help, mentions,
 the bell, emoji shortcodes and wrapping.
 
-The pure parts (completion, what a line means to the reader, layout) are checked
-directly; the rest in a pseudo-terminal, as the screen shows it.
+The layout is checked directly, the rest in a pseudo-terminal, as the screen
+shows it. Completion and what a line means to the reader have their own, pure
+tests (``test_completion.py``, ``test_conversation.py``).
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from prompt_toolkit.completion import CompleteEvent
-from prompt_toolkit.document import Document
 from prompt_toolkit.utils import get_cwidth
 
-from Client import Chat, ChatCompleter, Incoming, Link
 from formatting import layout, lines
 from formatting.sanitize import strip_sgr
 from harness import (
@@ -37,206 +34,6 @@ from protocol import messages
 UP = "\x1b[A"
 KILL_LINE = "\x15"  # Ctrl-U
 OSC = re.compile(rb"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")  # title and the like end in a BEL too
-
-
-# --- completion -------------------------------------------------------------------
-
-
-def completions(text: str, others: list[str] | None = None) -> list[str]:
-    """What Tab offers after ``text``: the text each completion would leave in the line."""
-    completer = ChatCompleter(lambda: others if others is not None else ["alice", "albert", "Bob"])
-    document = Document(text)
-    found = completer.get_completions(document, CompleteEvent(completion_requested=True))
-    return [text[: len(text) + c.start_position] + c.text for c in found]
-
-
-def test_names_complete_after_private_msg_and_dm() -> None:
-    assert completions("/private al") == ["/private alice ", "/private albert "]
-    assert completions("/msg b") == ["/msg Bob "]
-    assert completions("DM ALI") == ["DM alice "]
-    assert completions("dm ") == ["dm alice ", "dm albert ", "dm Bob "]
-
-
-def test_a_name_at_the_start_of_a_line_addresses_someone() -> None:
-    assert completions("ali") == ["alice: "]
-    assert completions("hello ali") == ["hello alice "]
-
-
-def test_commands_complete_at_the_start_of_a_line() -> None:
-    offered = (
-        *("/private", "/msg", "/reply", "/color", "/me", "/nick", "/who", "/whois"),
-        *("/ignore", "/unignore", "/help", "/leave", "/quit"),
-    )
-    assert completions("/") == [f"{command} " for command in offered]
-    assert completions("/n") == ["/nick "]
-    assert completions("/wh") == ["/who ", "/whois "]
-    assert completions("d", others=[]) == ["DM "]
-    assert completions("say /wh") == []
-
-
-def test_colours_complete_after_color_also_in_a_private_message() -> None:
-    assert completions("/color bright_r") == ["/color bright_red "]
-    assert completions("/color gr") == ["/color green "]
-    assert completions("/private alice /co") == ["/private alice /color "]
-    assert completions("/private alice /color ma") == ["/private alice /color magenta "]
-
-
-def test_emoji_names_complete_with_the_emoji_beside_them() -> None:
-    completer = ChatCompleter(lambda: [])
-    found = list(completer.get_completions(Document("nice :thumbs_u"), CompleteEvent()))
-    assert [(c.text, c.display_meta_text) for c in found][:1] == [(":thumbs_up:", "👍")]
-    assert completions("nice :t") == []  # one letter would offer hundreds
-
-
-def test_nothing_to_complete_offers_nothing() -> None:
-    assert completions("") == []
-    assert completions("hello ") == []
-    assert completions("zz") == []
-
-
-# --- what a line means to the reader ------------------------------------------------
-
-
-class FakeLink:
-    """Server lines in, lines sent out: a Chat without a socket."""
-
-    def __init__(self, server_lines: list[str]) -> None:
-        self.server_lines = server_lines
-        self.sent: list[str] = []
-
-    def receive(self) -> Iterator[str]:
-        yield from self.server_lines
-
-    def send_line(self, text: str) -> None:
-        self.sent.append(text)
-
-
-def chat_after(*server_lines: str, name: str = "bob") -> tuple[Chat, list[Incoming]]:
-    welcome = messages.WELCOME(name=name, count=3, names=f"alice, carol, {name}")
-    shown: list[Incoming] = []
-    chat = Chat(
-        cast(Link, FakeLink([lines.notice("12:00:00", welcome), *server_lines])), name, True, shown.append
-    )
-    chat.receive()
-    return chat, shown[1:]
-
-
-def test_someone_elses_mention_is_flagged_for_highlight_and_bell() -> None:
-    _chat, shown = chat_after(lines.message("12:00:01", "alice", "hey Bob, look"))
-    assert shown[0].mention == "bob" and shown[0].alert
-
-
-def test_your_own_words_and_other_names_are_no_mention() -> None:
-    _chat, shown = chat_after(
-        lines.message("12:00:01", "bob", "bob here"),
-        lines.action("12:00:02", "bob", "waves at bob"),
-        lines.message("12:00:03", "alice", "bobby and bob.smith"),
-    )
-    assert not any(line.mention or line.alert for line in shown)
-
-
-def test_actions_and_private_messages_alert() -> None:
-    _chat, shown = chat_after(
-        lines.action("12:00:01", "alice", "pokes bob"),
-        lines.private("12:00:02", messages.PM_FROM(name="carol"), "psst"),
-    )
-    assert [(line.mention, line.alert) for line in shown] == [("bob", True), (None, True)]
-
-
-def test_after_a_rename_your_new_name_is_the_one_mentioned_and_completed() -> None:
-    chat, shown = chat_after(
-        lines.notice("12:00:01", messages.RENAMED(old="bob", new="bobby")),
-        lines.notice("12:00:02", messages.RENAMED(old="carol", new="caro")),
-        lines.message("12:00:03", "alice", "bobby: welcome back"),
-    )
-    assert chat.name == "bobby" and shown[2].mention == "bobby"
-    assert sorted(chat.others()) == ["alice", "caro"]
-
-
-def test_a_rename_in_history_is_not_yours() -> None:
-    chat, _shown = chat_after(
-        lines.notice("12:00:00", messages.HISTORY_START(count=1)),
-        lines.notice("11:00:00", messages.RENAMED(old="bob", new="robert")),  # an earlier bob
-        lines.notice("12:00:00", messages.HISTORY_END()),
-    )
-    assert chat.name == "bob"
-
-
-def test_ignore_hides_someone_in_this_client_only() -> None:
-    shown: list[Incoming] = []
-    link = FakeLink(
-        [lines.notice("12:00:00", messages.WELCOME(name="bob", count=3, names="alice, carol, bob"))]
-    )
-    chat = Chat(cast(Link, link), "bob", True, shown.append)
-    chat.receive()
-    del shown[:]
-    chat.submit("/ignore Carol")
-    chat.submit("/ignore bob")
-    link.server_lines = [
-        lines.message("12:00:01", "carol", "spam"),
-        lines.action("12:00:02", "CAROL", "spams"),
-        lines.private("12:00:03", messages.PM_FROM(name="carol"), "psst"),
-        lines.message("12:00:04", "alice", "hello"),
-        lines.notice("12:00:05", messages.RENAMED(old="carol", new="caro")),
-        lines.message("12:00:06", "caro", "still spam"),
-    ]
-    chat.receive()
-    texts = [strip_sgr(line.text) for line in shown]
-    assert link.sent == []  # the server never hears of it
-    assert messages.IGNORING.matches(texts[0]) and messages.IGNORE_SELF.matches(texts[1])
-    assert not any("spam" in text or "psst" in text for text in texts)
-    assert any("<alice> hello" in text for text in texts) and "caro" in chat.names
-    chat.submit("/ignore")
-    assert messages.IGNORED_LIST.match(strip_sgr(shown[-1].text)) == {"count": "1", "names": "caro"}
-    chat.submit("/unignore caro")
-    chat.submit("/unignore dave")
-    assert messages.UNIGNORED.matches(strip_sgr(shown[-2].text))
-    assert messages.NOT_IGNORED.matches(strip_sgr(shown[-1].text))
-
-
-def test_history_is_highlighted_but_rings_no_bell() -> None:
-    _chat, shown = chat_after(
-        lines.notice("12:00:00", messages.HISTORY_START(count=1)),
-        lines.message("11:00:00", "alice", "bob, are you there?"),
-        lines.notice("12:00:00", messages.HISTORY_END()),
-        lines.message("12:00:01", "alice", "bob, now?"),
-    )
-    assert [(line.mention, line.alert) for line in shown[1:4:2]] == [("bob", False), ("bob", True)]
-
-
-def test_wrapped_rows_line_up_after_the_label() -> None:
-    _chat, shown = chat_after(
-        lines.message("12:00:01", "alice", "hi"),
-        lines.action("12:00:01", "alice", "waves"),
-        lines.private("12:00:01", messages.PM_TO(name="carol"), "psst"),
-        lines.notice("12:00:01", messages.JOINED(name="dave", count=4)),
-    )
-    labels = [strip_sgr(line.text)[: line.prefix] for line in shown]
-    assert labels == [
-        "[12:00:01] <alice> ",
-        "[12:00:01] * alice ",
-        "[12:00:01] [PM to carol] ",
-        "[12:00:01] *** ",
-    ]
-
-
-def test_completion_offers_the_latest_speakers_first_and_never_you() -> None:
-    chat, _shown = chat_after(
-        lines.notice("12:00:01", messages.JOINED(name="dave", count=4)),
-        lines.message("12:00:02", "carol", "hi"),
-        lines.message("12:00:03", "bob", "hi"),
-    )
-    assert chat.others() == ["carol", "alice", "dave"]
-
-
-def test_shortcodes_are_sent_as_emoji_but_a_name_is_sent_as_typed() -> None:
-    link = FakeLink([])
-    chat = Chat(cast(Link, link), None, True, lambda _line: None)
-    chat.state = "naming"
-    chat.submit(":smile:")
-    chat.state = "in room"
-    chat.submit(":thumbs_up: great")
-    assert link.sent == [":smile:", "👍 great"]
 
 
 # --- layout, as a terminal shows it -----------------------------------------------

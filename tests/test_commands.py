@@ -1,24 +1,34 @@
+from typing import get_args
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import messages
 from protocol.commands import (
+    CLIENT_COMMANDS,
+    COMMANDS,
     NICK_USAGE,
     REPLY_USAGE,
     WHOIS_USAGE,
     Action,
+    Arg,
+    Command,
     Empty,
     Help,
+    Ignore,
     Invalid,
     Leave,
     Private,
     Rename,
     Reply,
     Say,
+    Unignore,
     Who,
     Whois,
+    next_argument,
     parse,
+    parse_client,
 )
 
 
@@ -54,6 +64,15 @@ from protocol.commands import (
         ("/NICK two words", Rename("two words")),  # the room explains what is wrong with it
         ("/nick", Invalid(messages.USAGE(usage=NICK_USAGE))),
         ("//not a command", Say("/not a command")),
+        # every alias
+        ("/pm bob hi", Private("bob", "hi")),
+        ("/query bob /colour red hi", Private("bob", "hi", "red")),
+        ("/msg bob /COLOUR red hi", Private("bob", "hi", "red")),
+        ("/colour red hot", Say("hot", "red")),
+        ("/names", Who()),
+        ("/?", Help()),
+        ("/exit", Leave()),
+        ("/part now", Leave()),
     ],
 )
 def test_parse(line: str, command: object) -> None:
@@ -84,9 +103,59 @@ def test_unknown_colour_in_private_message() -> None:
     assert isinstance(result, Invalid) and messages.UNKNOWN_COLOR.match(result.error)
 
 
+def test_commands_only_the_client_knows_are_unknown_to_the_server() -> None:
+    assert parse("/ignore carol") == Invalid(messages.UNKNOWN_COMMAND(command="/ignore"))
+    assert parse_client("/ignore carol") == Ignore("carol")
+    assert parse_client("/IGNORE") == Ignore("")
+    assert parse_client("  /unignore  carol ") == Unignore("carol")
+    assert parse_client("hello /ignore") is None
+    assert parse_client("/private carol hi") is None
+
+
+def test_every_spelling_in_the_table_is_a_command() -> None:
+    for spec in COMMANDS:
+        for spelling in spec.spellings:
+            assert parse(f"{spelling} bob /color red hi") == spec.build("bob /color red hi")
+    for client_spec in CLIENT_COMMANDS:
+        for spelling in client_spec.spellings:
+            assert parse_client(f"{spelling} bob") == client_spec.build("bob")
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ([], Arg.TEXT),
+        (["hello"], Arg.TEXT),
+        (["/private"], Arg.NAME),
+        (["DM", "bob"], Arg.PRIVATE_TEXT),
+        (["/pm", "bob", "/colour"], Arg.COLOR),
+        (["/query", "bob", "/color", "red"], Arg.TEXT),
+        (["/msg", "bob", "hi"], Arg.TEXT),
+        (["/reply"], Arg.PRIVATE_TEXT),
+        (["/reply", "/color"], Arg.COLOR),
+        (["/colour"], Arg.COLOR),
+        (["/color", "red", "hi"], Arg.TEXT),
+        (["/whois"], Arg.NAME),
+        (["/whois", "alice"], None),
+        (["/nick"], Arg.NEW_NAME),
+        (["/who"], None),
+        (["/ignore"], Arg.NAME),
+        (["Dm"], Arg.TEXT),  # not DM: just a word
+    ],
+)
+def test_what_comes_next(words: list[str], expected: Arg | None) -> None:
+    assert next_argument(words) == expected
+
+
 @given(st.text())
 def test_parse_is_total(line: str) -> None:
-    parse(line)
+    command = parse(line)
+    assert isinstance(command, get_args(Command))
+    if isinstance(command, Invalid):  # a mistake is explained
+        wordings = (messages.USAGE, messages.UNKNOWN_COMMAND, messages.UNKNOWN_COLOR)
+        assert any(wording.matches(command.error) for wording in wordings)
+    if isinstance(command, Say):
+        assert command.text and line.strip()
 
 
 @given(

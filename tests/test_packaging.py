@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import sysconfig
 import venv
 from pathlib import Path
@@ -59,7 +58,7 @@ def test_pip_install_gives_both_commands(tmp_path: Path) -> None:
         assert client.returncode == 0, client.stderr
         assert b"<installed> works from site-packages" in client.stdout
         module = subprocess.run(
-            [bin_dir / "python", "-c", "import chatroom; print(chatroom.__file__)"],
+            [bin_dir / "python", "-c", "import chatroom.client.session as m; print(m.__file__)"],
             capture_output=True,
             text=True,
             cwd=tmp_path,
@@ -68,4 +67,3 @@ def test_pip_install_gives_both_commands(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(WAIT)
-    assert sys.executable  # the test's own interpreter is untouched
