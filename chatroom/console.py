@@ -24,9 +24,9 @@ import wcwidth
 from chatroom.bus import Present
 from chatroom.room import Room
 from chatroom.rules import Member
-from formatting.lines import duration
-from formatting.lines import stamp as clock
 from protocol import messages
+from protocol.lines import duration
+from protocol.lines import stamp as clock
 from protocol.names import name_key
 
 log = logging.getLogger("chat")

@@ -39,8 +39,7 @@ from chatroom.session import Session
 from chatroom.sockets import keepalive_options, set_options
 from chatroom.tls import TlsLayer
 from chatroom.transport import Disconnected, LineStream
-from formatting import lines
-from protocol import messages
+from protocol import lines, messages
 from protocol.framing import Event, LineReader, encode_line
 
 log = logging.getLogger("chat")

@@ -40,8 +40,7 @@ from chatroom.effects import (
     ToBus,
 )
 from chatroom.rules import Hold, Member, Now, RoomRules, State
-from formatting import lines
-from protocol import commands, messages
+from protocol import commands, lines, messages
 from protocol.commands import Action, Say
 from protocol.messages import Wording
 from protocol.names import name_key

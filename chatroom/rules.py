@@ -53,8 +53,7 @@ from chatroom.effects import (
     Tell,
     ToBus,
 )
-from formatting import lines
-from protocol import commands, messages
+from protocol import commands, lines, messages
 from protocol.commands import Action, Say
 from protocol.messages import Wording
 from protocol.names import BadName, check_name, name_key

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 
 from chatroom.logpipe import PipeLog
-from formatting.lines import unstamped_lines
+from protocol.lines import unstamped_lines
 
 #: Bytes of log waiting to be formatted past which new lines are dropped (and counted).
 QUEUE_LIMIT = 4 << 20

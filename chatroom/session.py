@@ -28,9 +28,8 @@ from chatroom.config import Settings
 from chatroom.room import Room
 from chatroom.rules import Member, State
 from chatroom.transport import Disconnected
-from formatting import lines
 from formatting.sanitize import clean
-from protocol import commands, messages
+from protocol import commands, lines, messages
 from protocol.flood import TokenBucket
 from protocol.framing import Event, Overlong
 

@@ -14,7 +14,7 @@ rely on, and nothing else:
 Styles are independent attributes, so pairs may overlap
 (``**a __b** c__``): each paired marker toggles its attribute.
 
-``parse`` makes the spans and ``to_ansi`` the escapes; ``formatting.lines``
+``parse`` makes the spans and ``to_ansi`` the escapes; ``protocol.lines``
 lays out whole lines with them.
 """
 

@@ -5,7 +5,7 @@ tests and the README recognise it with ``Wording.match`` built from the same
 template, so the text can change without anything drifting out of step.
 
 Lines a member sees in the room start with a ``[HH:MM:SS]`` timestamp (see
-``formatting.lines``); ``match`` looks past it and past colour codes.
+``protocol.lines``); ``match`` looks past it and past colour codes.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ SPEAKER = Wording("<{name}>")
 ACTOR = Wording("* {name}")
 PM_FROM = Wording("[PM from {name}]")
 PM_TO = Wording("[PM to {name}]")
-# Whole lines as a reader sees them (formatting.lines puts label and text together).
+# Whole lines as a reader sees them (protocol.lines puts label and text together).
 MESSAGE = Wording(SPEAKER.template + " {text}")
 ACTION = Wording(ACTOR.template + " {text}")
 PRIVATE_FROM = Wording(PM_FROM.template + " {text}")

@@ -19,8 +19,7 @@ import pytest
 from bench import wire
 from bench.measure import COUNTER_NICE, Setup, measure, plans
 from bench.scenarios import SCENARIOS
-from formatting import lines
-from protocol import messages
+from protocol import lines, messages
 
 ROOT = Path(__file__).resolve().parent.parent
 HAVE_NCAT = shutil.which("ncat") is not None

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prompt_toolkit.utils import get_cwidth
 
-from formatting import layout, lines
+from formatting import layout
 from formatting.sanitize import strip_sgr
 from harness import (
     PYTHON,
@@ -29,7 +29,7 @@ from harness import (
     screen_of,
     wait_until,
 )
-from protocol import messages
+from protocol import lines, messages
 
 UP = "\x1b[A"
 KILL_LINE = "\x15"  # Ctrl-U

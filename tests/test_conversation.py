@@ -15,9 +15,8 @@ from chatroom.client.conversation import (
     Send,
     Show,
 )
-from formatting import lines
 from formatting.sanitize import strip_sgr
-from protocol import messages
+from protocol import lines, messages
 
 SERVER = "127.0.0.1:5555"
 GREETING = lines.notice(None, messages.GREETING())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from formatting import lines
 from formatting.markup import parse
+from protocol import lines
 
 names = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=24)
 bodies = st.text(st.sampled_from("ab *_~\\é👍"), max_size=30)

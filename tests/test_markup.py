@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from formatting import lines
 from formatting.markup import RESET, Style, parse, to_ansi
 from formatting.sanitize import strip_sgr
 from harness import find_cells, pyte_color, screen_of
+from protocol import lines
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 

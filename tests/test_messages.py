@@ -1,5 +1,4 @@
-from formatting import lines
-from protocol import messages
+from protocol import lines, messages
 
 
 def test_wording_round_trips_through_rendering_and_timestamps() -> None:

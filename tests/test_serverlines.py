@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from formatting import lines
-from protocol import messages
+from protocol import lines, messages
 from protocol import serverlines as s
 
 STAMP = "12:00:00"

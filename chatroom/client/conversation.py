@@ -32,9 +32,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
-from formatting import layout, lines, shortcodes
+from formatting import layout, shortcodes
 from formatting.sanitize import clean, strip_sgr
-from protocol import commands, messages, serverlines
+from protocol import commands, lines, messages, serverlines
 from protocol.names import name_key
 
 #: How much of a stranger's first line to quote when saying it is not a chat server.
