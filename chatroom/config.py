@@ -56,6 +56,8 @@ class Settings:
     flood_burst: int = 8
     max_clients: int = 1000
     max_pending: int = 16
+    max_pending_per_ip: int = 4
+    max_pending_per_net: int = 8
     max_per_ip: int = 16
     exempt: tuple[str, ...] = LOOPBACK
     keepalive: int = 60
@@ -321,6 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.max_pending,
         metavar="N",
         help="clients waiting to be let in",
+    )
+    limits.add_argument(
+        "--max-pending-per-ip",
+        type=_count(" of people"),
+        default=d.max_pending_per_ip,
+        metavar="N",
+        help="of those, from one address (loopback and --exempt too: it is a share, not a count)",
+    )
+    limits.add_argument(
+        "--max-pending-per-net",
+        type=_count(" of people"),
+        default=d.max_pending_per_net,
+        metavar="N",
+        help="of those, from one network (a /24 for IPv4, a /64 for IPv6)",
     )
     limits.add_argument(
         "--max-per-ip",

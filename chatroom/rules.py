@@ -30,6 +30,7 @@ the whole room sees them (``lines_arrived``).
 from __future__ import annotations
 
 import enum
+import ipaddress
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -62,6 +63,18 @@ from protocol.names import BadName, check_name, name_key
 WELCOME_NAMES = 50
 #: Characters of names per /who line.
 WHO_LINE_CHARS = 400
+
+
+def network_of(host: str) -> str:
+    """The network an address is counted in for its share of the queue: its /24, or its /64."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 class State(enum.Enum):
@@ -232,9 +245,9 @@ class RoomRules:
         return self._queue(member)
 
     def _queue(self, member: Member) -> list[Effect]:
-        limit = self.settings.max_pending
-        if limit and len(self._waiting) >= limit:
-            return self.refuse(member, messages.QUEUE_FULL, "approval queue full")
+        full = self._queue_full(member)
+        if full is not None:
+            return full
         member.state = State.WAITING
         self._waiting[member.key] = member
         return [
@@ -242,6 +255,27 @@ class RoomRules:
             Log(f"waiting {member.who} ({self.counts()})"),
             QueueChanged(),
         ]
+
+    def _queue_full(self, member: Member) -> list[Effect] | None:
+        """The refusal if the queue, or this member's address's or network's share of it, is full.
+
+        A share keeps one address (or one network) from filling the queue so that
+        nobody else can be asked; it applies to exempt addresses too.
+        """
+        s = self.settings
+        if s.max_pending and len(self._waiting) >= s.max_pending:
+            return self.refuse(member, messages.QUEUE_FULL, "approval queue full")
+        network = network_of(member.host)
+        same_ip = sum(m.host == member.host for m in self._waiting.values())
+        same_net = sum(network_of(m.host) == network for m in self._waiting.values())
+        for limit, count, where, which in (
+            (s.max_pending_per_ip, same_ip, "address", member.host),
+            (s.max_pending_per_net, same_net, "network", network),
+        ):
+            if limit and count >= limit:
+                why = f"approval queue: {count} waiting from {which}"
+                return self.refuse(member, messages.QUEUE_SHARE_FULL, why, where=where, limit=limit)
+        return None
 
     # --- the operator's answers ---------------------------------------------------------
 

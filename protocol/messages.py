@@ -63,6 +63,9 @@ REFUSED = Wording(NOTICE + " The operator did not let you in. Bye.")
 APPROVAL_TIMEOUT = Wording(NOTICE + " The operator did not answer in time. Bye.")
 ROOM_FULL = Wording(NOTICE + " The room is full ({limit} people). Try again later.")
 QUEUE_FULL = Wording(NOTICE + " Too many people are waiting to join. Try again later.")
+QUEUE_SHARE_FULL = Wording(
+    NOTICE + " Too many people from your {where} are waiting to join ({limit}). Try again later."
+)
 TOO_MANY_FROM_HOST = Wording(NOTICE + " Too many connections from your address ({limit}).")
 BANNED = Wording(NOTICE + " You are banned from this room.")
 NEEDS_TLS = Wording(NOTICE + " This server speaks TLS: connect with Client.py --tls (nc and telnet cannot).")
@@ -75,6 +78,7 @@ REFUSALS = (
     APPROVAL_TIMEOUT,
     ROOM_FULL,
     QUEUE_FULL,
+    QUEUE_SHARE_FULL,
     TOO_MANY_FROM_HOST,
     BANNED,
     NAME_TIMEOUT,

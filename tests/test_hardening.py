@@ -289,6 +289,49 @@ def test_approval_queue_limit(start_server: StartServer) -> None:
     server.log.wait_for(r"refused w3 .*approval queue full")
 
 
+def from_address(server: ServerProcess, source: str) -> RawClient:
+    """A client connecting from another loopback address (the whole of 127.0.0.0/8 is this machine)."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect((server.host, server.port))
+    return RawClient(server.host, server.port, sock)
+
+
+def test_one_address_cannot_fill_the_approval_queue(start_server: StartServer) -> None:
+    """With the defaults (16 waiting), one address holds 4 places and its /24 network 8."""
+    server = start_server()
+    crowd = []
+    for i in range(4):
+        client = RawClient(server.host, server.port)
+        client.send_name(f"crowd{i}")
+        client.expect(messages.WAITING)
+        crowd.append(client)
+    one_more = RawClient(server.host, server.port)
+    one_more.send_name("crowd4")
+    refusal = messages.QUEUE_SHARE_FULL.match(one_more.expect(messages.QUEUE_SHARE_FULL))
+    assert refusal == {"where": "address", "limit": "4"}
+    one_more.expect_closed()
+    server.log.wait_for(r"refused crowd4 \(127\.0\.0\.1:\d+\): approval queue: 4 waiting from 127\.0\.0\.1")
+    neighbour = from_address(server, "127.0.0.2")
+    neighbour.send_name("neighbour")
+    neighbour.expect(messages.WAITING)  # someone else can still be asked...
+    server.log.wait_for(r"waiting neighbour \(127\.0\.0\.2:")
+    server.console("/approve neighbour")
+    neighbour.expect(messages.WELCOME)  # ...and let in
+    others = []
+    for i in range(3, 7):  # the network's share: 4 waiting from .1, so 4 more from .3 to .6 fill 8
+        other = from_address(server, f"127.0.0.{i}")
+        other.send_name(f"other{i}")
+        other.expect(messages.WAITING)
+        others.append(other)
+    last = from_address(server, "127.0.0.7")
+    last.send_name("last")
+    assert messages.QUEUE_SHARE_FULL.match(last.expect(messages.QUEUE_SHARE_FULL)) == {
+        "where": "network",
+        "limit": "8",
+    }
+
+
 def test_approval_timeout(start_server: StartServer) -> None:
     server = start_server("--approval-timeout", "1")
     client = RawClient(server.host, server.port)

@@ -301,7 +301,7 @@ def test_a_join_request_buried_by_a_burst_is_shown_again_once_it_is_over(termina
 
 
 def test_pending_puts_each_of_a_full_queue_on_a_line_of_its_own(terminals: list[Terminal]) -> None:
-    console = TerminalServer(columns=80)
+    console = TerminalServer("--max-pending-per-ip", "0", "--max-pending-per-net", "0", columns=80)
     terminals.append(console)
     console.wait_prompt("operator>")
     names = [f"guest{i}" if i % 3 else f"visitor_number_{i}" for i in range(16)]  # --max-pending: 16

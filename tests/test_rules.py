@@ -24,7 +24,7 @@ from chatroom.effects import (
     Tell,
     ToBus,
 )
-from chatroom.rules import Hold, Member, Now, RoomRules, State
+from chatroom.rules import Hold, Member, Now, RoomRules, State, network_of
 from formatting.sanitize import strip_sgr
 from protocol import commands, messages
 from protocol.commands import Action, Say
@@ -198,6 +198,41 @@ def test_a_full_queue_turns_newcomers_away() -> None:
     effects = room.request(bob, NOW, [], [])
     assert told(effects, bob) == ["", messages.QUEUE_FULL()]
     assert bob.state is State.GONE
+
+
+def test_one_address_and_one_network_hold_only_a_share_of_the_queue() -> None:
+    room = rules(max_pending=16, max_pending_per_ip=2, max_pending_per_net=3)
+    for i in range(2):
+        room.request(named(room, f"a{i}", "10.1.1.1", 4000 + i), NOW, [], [])
+    third = named(room, "a2", "10.1.1.1", 4002)
+    assert told(room.request(third, NOW, [], []), third) == [
+        "",
+        messages.QUEUE_SHARE_FULL(where="address", limit=2),
+    ]
+    neighbour = named(room, "b", "10.1.1.2")
+    room.request(neighbour, NOW, [], [])
+    assert neighbour.state is State.WAITING
+    same_net = named(room, "c", "10.1.1.3")
+    assert messages.QUEUE_SHARE_FULL.match(told(room.request(same_net, NOW, [], []), same_net)[1]) == {
+        "where": "network",
+        "limit": "3",
+    }
+    elsewhere = named(room, "d", "10.1.2.1")
+    room.request(elsewhere, NOW, [], [])
+    assert elsewhere.state is State.WAITING
+
+
+@pytest.mark.parametrize(
+    ("host", "network"),
+    [
+        ("192.0.2.77", "192.0.2.0/24"),
+        ("::ffff:192.0.2.77", "192.0.2.0/24"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_the_network_an_address_is_counted_in(host: str, network: str) -> None:
+    assert network_of(host) == network
 
 
 @pytest.mark.parametrize(
