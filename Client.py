@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=server_port, default=DEFAULT_PORT, help="server port (default %(default)s)"
     )
     parser.add_argument("--name", help="your name; asked for if not given")
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="the password of a registered name, on the first line of FILE (else asked, without echo)",
+    )
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--cafile", metavar="PEM", help="trust the server certificate(s) in PEM")
     parser.add_argument(
@@ -161,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"Client.py: cannot keep history in {args.history_file}: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    password = None
+    if args.password_file is not None:
+        try:
+            with open(args.password_file, encoding="utf-8") as given:
+                password = given.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as error:
+            print(f"Client.py: cannot read --password-file {args.password_file}: {error}", file=sys.stderr)
+            return ExitCode.USAGE
     name = args.name
     if name is None and not interactive:
         name = sys.stdin.buffer.readline().decode("utf-8", "replace").strip()  # scripted: the first line
@@ -174,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         interactive,
         stamp=lambda: time.strftime("%H:%M:%S"),
         client_help=CLIENT_HELP if interactive else (),
+        password=password,
     )
     deadline = time.monotonic() + ANSWER_WAIT
     try:

@@ -63,7 +63,7 @@ def raise_file_limit() -> int:
 def make_bus(settings: Settings) -> Bus:
     """SQLite on our own, or a room shared through Redis; redis-py is imported only for the latter."""
     if not settings.redis:
-        return LocalBus(Store(settings.db, settings.history, log.warning))
+        return LocalBus(Store(settings.db, settings.history, log.warning, settings.keep_lines))
     try:
         from chatroom.cluster import ClusterBus
     except ModuleNotFoundError as error:
@@ -121,7 +121,7 @@ def serve(settings: Settings) -> int:
         limits = Limits(settings.backlog, settings.max_outbox, settings.stall_timeout)
         fanout = Fanout(settings.fanout_threads, limits)
         access = Access(bus.bans(), read_allow_file(settings.allow_file))
-        room = Room(settings, bus, fanout, access, server_log.chat)
+        room = Room(settings, bus, fanout, access, server_log.chat, bus.registrations())
         server = ChatServer(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, StoreError) as error:

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from chatroom.passwords import Registration
+from chatroom.storage import SearchUnavailable as SearchUnavailable  # raised by every bus
 from chatroom.storage import Store
 
 # --- operations: what the room tells the rest of the room ---------------------------------
@@ -35,9 +37,13 @@ from chatroom.storage import Store
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Public lines for everyone on every server; they come back through ``RoomEvents.lines_arrived``."""
+    """Public lines for everyone on every server; they come back through ``RoomEvents.lines_arrived``.
+
+    ``remember``: kept in the shared history (conversation is; join and leave notices are not).
+    """
 
     lines: tuple[str, ...]
+    remember: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Enter:
     address: str
     since: float  # connected (wall clock)
     joined: float  # let in (wall clock)
+    away: str | None = None  # /away, with its reason ("" for none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +87,15 @@ class BanChange:
     banned: bool
 
 
-Op = Publish | Enter | Leave | Release | SendPrivate | BanChange
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A name registered, changed (its password, when its owner last left) or let go (None)."""
+
+    key: str
+    registration: Registration | None
+
+
+Op = Publish | Enter | Leave | Release | SendPrivate | BanChange | Registered
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +107,7 @@ class Present:
     address: str
     since: float  # connected (wall clock)
     joined: float  # let in (wall clock); the room lists people in this order
+    away: str | None = None
 
 
 class RoomEvents(Protocol):
@@ -104,6 +120,7 @@ class RoomEvents(Protocol):
     def ban_arrived(self, kind: str, value: str, banned: bool, node: str) -> None: ...
     def names_lost(self, keys: list[str]) -> None: ...
     def bans_stored(self, stored: list[tuple[str, str]]) -> None: ...
+    def registration_arrived(self, key: str, registration: Registration | None) -> None: ...
     def bus_lost(self) -> None: ...
     def bus_back(self, elsewhere: int, announce: bool = True) -> None: ...
     def bans(self) -> list[tuple[str, str]]: ...
@@ -123,11 +140,16 @@ class Bus(Protocol):
     def send(self, op: Op) -> None: ...
     def remember(self, lines: Sequence[str]) -> None: ...
     def recent(self) -> list[str]: ...
+    def since(self, at: float) -> list[str]: ...
     def part(self) -> list[str]: ...
     def rejoin(self) -> None: ...
 
     # Without the lock; may wait for an answer.
     def bans(self) -> list[tuple[str, str]]: ...
+    def registrations(self) -> dict[str, Registration]: ...
+    def search(self, words: Sequence[str], limit: int) -> list[str]:
+        """The most recent public lines with every word, oldest first; raises ``SearchUnavailable``."""
+
     def claim(self, key: str) -> bool: ...
     def elsewhere(self) -> list[Present]: ...
     def find(self, key: str) -> Present | None: ...
@@ -152,6 +174,8 @@ class LocalBus:
     def send(self, op: Op) -> None:
         if isinstance(op, BanChange):
             self.store.save_ban(op.kind, op.value, op.banned)
+        elif isinstance(op, Registered):
+            self.store.save_registration(op.key, op.registration)
         # Nobody else to tell about the rest (the room never publishes on its own).
 
     def remember(self, lines: Sequence[str]) -> None:
@@ -159,6 +183,9 @@ class LocalBus:
 
     def recent(self) -> list[str]:
         return self.store.recent()
+
+    def since(self, at: float) -> list[str]:
+        return self.store.since(at)
 
     def part(self) -> list[str]:
         return []  # never joined
@@ -168,6 +195,12 @@ class LocalBus:
 
     def bans(self) -> list[tuple[str, str]]:
         return self.store.bans()
+
+    def registrations(self) -> dict[str, Registration]:
+        return self.store.registrations()
+
+    def search(self, words: Sequence[str], limit: int) -> list[str]:
+        return self.store.search(words, limit)
 
     def claim(self, key: str) -> bool:
         return True  # the room has checked its own names already

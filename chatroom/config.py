@@ -42,6 +42,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     approve: str = "ask"
+    ask_registered: bool = False
+    keep_lines: int = 10_000
     allow_file: str | None = None
     history: int = 50
     announce_limit: int = 100
@@ -230,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"SQLite file for history and bans (default: {default_db_path()}, "
         f"or {MEMORY} with --port 0: a new room each time keeps nothing)",
+    )
+    room.add_argument(
+        "--ask-registered",
+        action="store_true",
+        help="ask about registered names too (by default the right password lets them in)",
+    )
+    room.add_argument(
+        "--keep-lines",
+        type=_count(" of lines"),
+        default=d.keep_lines,
+        metavar="N",
+        help="public lines kept for /search (and catch-up) besides the --history replayed",
     )
     room.add_argument(
         "--announce-limit",

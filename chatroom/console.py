@@ -46,17 +46,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/unban": ("NAME|IP", "lift a ban"),
     "/bans": ("", "list bans"),
     "/allow": ("NAME", "let NAME in without asking from now on"),
+    "/registered": ("", "registered names"),
+    "/unregister": ("NAME", "let a registered name go"),
     "/say": ("TEXT", "announce to the room"),
     "/quit": ("", "shut the server down"),
     "/help": ("", "this list"),
 }
 #: Commands that mean nothing without an argument; alone they get their usage.
-NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say"})
+NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say", "/unregister"})
 
 
 def ask_line(member: Member, waiting: int) -> str:
     more = f" ({waiting - 1} more waiting)" if waiting > 1 else ""
-    return f"join request: {member.name} from {member.address} - let in? [y/n]{more}"
+    via = f" (through the {member.via})" if member.via else ""
+    return f"join request: {member.name} from {member.address}{via} - let in? [y/n]{more}"
 
 
 #: The log record attribute that marks a join request line (see ``Reminder``).
@@ -137,6 +140,11 @@ class Operator:
         elif word == "/allow":
             added = self.room.allow(rest)
             log.info("%s %s the allow-list", rest, "added to" if added else "is already on")
+        elif word == "/registered":
+            names = self.room.registered()
+            log.info("registered names (%d): %s", len(names), ", ".join(names) or "none")
+        elif word == "/unregister":
+            self._report(self.room.unregister(rest), f"{rest!r} is not registered")
         elif word == "/say":
             self.room.announce(rest)
         elif word in ("/quit", "/shutdown"):
@@ -347,6 +355,7 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
         "/kick": lambda: names(room.members()),
         "/ban": lambda: names(room.members() + room.waiting()),
         "/unban": lambda: [value for _, value in room.bans()],
+        "/unregister": room.registered,
     }
 
     class OperatorCompleter(Completer):

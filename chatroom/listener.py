@@ -99,6 +99,9 @@ class LineConnection(socketserver.BaseRequestHandler):
     def ask_name(self) -> None:
         self.peer.send(messages.NAME_PROMPT.encode())
 
+    def ask_password(self) -> None:
+        self.peer.send(messages.PASSWORD_PROMPT.encode())
+
     # --- TLS --------------------------------------------------------------------------------
 
     def _tls_handshake(self, context: ssl.SSLContext) -> None:

@@ -21,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from chatroom import passwords
 from chatroom.access import Access, append_allow_file
-from chatroom.bus import Bus
+from chatroom.bus import Bus, SearchUnavailable
 from chatroom.config import Settings
 from chatroom.delivery import Fanout
 from chatroom.effects import (
@@ -47,6 +48,9 @@ from protocol.names import name_key
 
 log = logging.getLogger("chat")
 
+#: Lines a /search shows at the most.
+SEARCH_RESULTS = 20
+
 
 def now() -> Now:
     return Now(time.time(), time.monotonic())
@@ -60,6 +64,7 @@ class Room:
         fanout: Fanout,
         access: Access,
         log_chat: Callable[[Sequence[str]], None] | None = None,
+        registered: dict[str, passwords.Registration] | None = None,
     ) -> None:
         """``log_chat``: where public lines go for the log (``ServerLog.chat``; else one record each)."""
         self.settings = settings
@@ -67,7 +72,7 @@ class Room:
         self.bus = bus
         self.fanout = fanout
         self.lock = threading.Lock()
-        self.rules = RoomRules(settings, access)
+        self.rules = RoomRules(settings, access, registered)
         #: Called (without the lock) whenever the approval queue changes.
         self.on_queue_change: Callable[[], None] = lambda: None
 
@@ -147,14 +152,35 @@ class Room:
         self._step(lambda _now: self.rules.connect(member))
         return member.state is not State.GONE
 
-    def claim(self, member: Member, raw: str) -> str | None:
-        """Give ``member`` a first name; returns why not if it cannot have it."""
+    def claim(self, member: Member, raw: str) -> Hold | str:
+        """Give ``member`` a first name, or say why not (a registered one wants its password next)."""
         held = self._hold(member, raw)
         if isinstance(held, str):
             return held
         with self.lock:
             self.rules.named(member, held)
-        return None
+        return held
+
+    def check_password(self, member: Member, password: str, tries: int) -> tuple[bool, float]:
+        """Is it the password of the member's registered name? If not, how long to wait before the next try.
+
+        Hashing takes tens of milliseconds: it happens outside the lock.
+        """
+        with self.lock:
+            secret = self.rules.secret(member.key)
+        right = secret is not None and passwords.check(password, secret)
+        if right:
+            self._step(lambda _now: self.rules.password_right(member))
+            return True, 0.0
+        delay = 0.0
+
+        def wrong(at: Now) -> list[Effect]:
+            nonlocal delay
+            delay, effects = self.rules.password_wrong(member, at, tries)
+            return effects
+
+        self._step(wrong)
+        return False, delay
 
     def _hold(self, member: Member, raw: str) -> Hold | str:
         """A name checked and held here, then on every server (a first name and /nick alike)."""
@@ -171,11 +197,20 @@ class Room:
         with self.lock:
             at_once = self.rules.admits_at_once(member)
         elsewhere = self.bus.elsewhere() if at_once else []
-        self._step(lambda now: self.rules.request(member, now, elsewhere, self.bus.recent()))
+        self._step(
+            lambda now: self.rules.request(member, now, elsewhere, self.bus.recent(), self._missed(member))
+        )
 
     def admit(self, member: Member, how: str = "approved") -> bool:
         elsewhere = self.bus.elsewhere()
-        return self._step(lambda now: self.rules.admit(member, now, elsewhere, self.bus.recent(), how))
+        return self._step(
+            lambda now: self.rules.admit(member, now, elsewhere, self.bus.recent(), how, self._missed(member))
+        )
+
+    def _missed(self, member: Member) -> list[str] | None:
+        """What a registered name missed since it last left (callers hold the lock)."""
+        since = self.rules.missed_since(member)
+        return None if since is None else self.bus.since(since)
 
     def refuse(self, member: Member, wording: Wording, why: str, **fields: object) -> bool:
         """Turn away a member who is not in the room yet."""
@@ -222,9 +257,45 @@ class Room:
                 count = self._elsewhere()
                 self._step(lambda now: self.rules.leave(member, now, count))
                 return False
+            case commands.Away(reason):
+                self._step(lambda now: self.rules.away(member, reason, now))
+            case commands.Back():
+                self._step(lambda now: self.rules.back(member, now))
+            case commands.Search(words):
+                self.search(member, words)
+            case commands.Register(password):
+                self._register(member, password, self.rules.register_refusal, self.rules.register)
+            case commands.ChangePassword(password):
+                self._register(member, password, self.rules.password_refusal, self.rules.change_password)
+            case commands.Unregister():
+                self._step(lambda now: self.rules.unregister(member, now))
             case _:
                 self._step(lambda now: self.rules.obey(member, command, now))
         return True
+
+    def _register(
+        self,
+        member: Member,
+        password: str,
+        refusal: Callable[[Member, str], str | None],
+        done: Callable[[Member, str, Now], list[Effect]],
+    ) -> None:
+        """/register and /password: checked, then hashed outside the lock, then stored."""
+        with self.lock:
+            reason = refusal(member, password)
+        if reason is not None:
+            self._step(lambda now: self.rules.rejected_registration(member, now, reason))
+            return
+        secret = passwords.make_secret(password)
+        self._step(lambda now: done(member, secret, now))
+
+    def search(self, member: Member, words: str) -> None:
+        """/search: asked of the store (or Redis) outside the lock."""
+        try:
+            found: list[str] | str = self.bus.search(words.split(), SEARCH_RESULTS)
+        except SearchUnavailable as error:
+            found = str(error)
+        self._step(lambda now: self.rules.searched(member, words, found, now))
 
     def _is_here(self, name: str) -> bool:
         with self.lock:
@@ -290,6 +361,14 @@ class Room:
             self.admit(waiting, "approved (allow-list)")
         return added
 
+    def unregister(self, name: str) -> list[str]:
+        """The operator lets a registered name go."""
+        return self._step_reporting(lambda _now: self.rules.unregister_name(name))
+
+    def registered(self) -> list[str]:
+        with self.lock:
+            return sorted(registration.name for registration in self.rules.registered.values())
+
     def announce(self, text: str) -> None:
         self._step(lambda now: self.rules.announce(text, now))
 
@@ -305,6 +384,9 @@ class Room:
     def ban_arrived(self, kind: str, value: str, banned: bool, node: str) -> None:
         elsewhere = self._elsewhere()
         self._step(lambda now: self.rules.ban_arrived(kind, value, banned, node, now, elsewhere))
+
+    def registration_arrived(self, key: str, registration: passwords.Registration | None) -> None:
+        self._step(lambda _now: self.rules.registration_arrived(key, registration))
 
     def bans_stored(self, stored: list[tuple[str, str]]) -> None:
         elsewhere = self._elsewhere()

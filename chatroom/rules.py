@@ -34,10 +34,10 @@ import ipaddress
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chatroom.access import ADDRESS, NAME, Access, is_address
-from chatroom.bus import BanChange, Enter, Leave, Present, Publish, Release, SendPrivate
+from chatroom.bus import BanChange, Enter, Leave, Present, Publish, Registered, Release, SendPrivate
 from chatroom.config import Settings
 from chatroom.effects import (
     AllowListed,
@@ -54,6 +54,7 @@ from chatroom.effects import (
     Tell,
     ToBus,
 )
+from chatroom.passwords import MAX_LENGTH, MIN_LENGTH, Registration
 from protocol import commands, lines, messages
 from protocol.commands import Action, Say
 from protocol.messages import Wording
@@ -63,6 +64,15 @@ from protocol.names import BadName, check_name, name_key
 WELCOME_NAMES = 50
 #: Characters of names per /who line.
 WHO_LINE_CHARS = 400
+
+
+def _reason(reason: str) -> str:
+    return messages.AWAY_REASON.format(reason=reason) if reason else ""
+
+
+def _away_mark(away: str | None, mark: str = messages.AWAY_MARK) -> str:
+    """`` (away: lunch)`` after a name in a list (or ``, away: lunch`` in /whois); nothing if here."""
+    return "" if away is None else mark.format(reason=_reason(away))
 
 
 def network_of(host: str) -> str:
@@ -110,6 +120,9 @@ class Member:
     state: State = State.NAMING
     joined_at: float = 0.0  # let in (wall clock)
     reply_to: str = ""  # who sent the last private message here, for /reply
+    away: str | None = None  # /away: its reason ("" for none); None while here
+    owner: bool = False  # joined under a registered name with its password (or registered it)
+    via: str = ""  # how this member is connected, when it is not plain TCP ("web")
     address: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -128,12 +141,34 @@ class Hold:
     name: str
     key: str
     claim: bool  # False: banned, so named but not held (``request`` turns it away)
+    registered: bool = False  # the name is registered: its password comes next
+
+
+#: Wrong passwords from one address are answered this much later, doubling each time...
+FIRST_PASSWORD_DELAY = 1.0
+#: ...up to this; an address's count is forgotten after an hour without a wrong one.
+LAST_PASSWORD_DELAY = 30.0
+FORGET_FAILURES = 3600.0
+
+
+def password_problem(password: str) -> str | None:
+    """Why ``password`` will not do for a registered name, if it will not."""
+    if len(password) < MIN_LENGTH:
+        return messages.PASSWORD_TOO_SHORT.format(limit=MIN_LENGTH)
+    if len(password) > MAX_LENGTH:
+        return messages.PASSWORD_TOO_LONG.format(limit=MAX_LENGTH)
+    return None
 
 
 class RoomRules:
-    def __init__(self, settings: Settings, access: Access) -> None:
+    def __init__(
+        self, settings: Settings, access: Access, registered: dict[str, Registration] | None = None
+    ) -> None:
         self.settings = settings
         self.access = access
+        #: Registered names, by name key: nobody else may use them, even while their owner is away.
+        self.registered: dict[str, Registration] = dict(registered or {})
+        self._failures: dict[str, tuple[int, float]] = {}  # by host: wrong passwords, and when the last was
         #: The room is shared with other servers right now (public lines go through the bus).
         self.shared = False
         self._connections: Counter[str] = Counter()  # by host
@@ -172,10 +207,16 @@ class RoomRules:
         limit = self.settings.announce_limit
         return not limit or count <= limit
 
-    def _public(self, rendered: Sequence[str]) -> list[Effect]:
-        """Lines for the whole room: here, or through the other servers when shared."""
+    def _public(self, rendered: Sequence[str], remember: bool = True) -> list[Effect]:
+        """Lines for the whole room: here, or through the other servers when shared.
+
+        ``remember``: kept in history (for newcomers, catch-up and search). Notices of
+        people coming and going are not: history is the conversation.
+        """
         batch = tuple(rendered)
-        return [ToBus(Publish(batch))] if self.shared else [Remember(batch), Broadcast(batch)]
+        if self.shared:
+            return [ToBus(Publish(batch, remember))]
+        return [Remember(batch), Broadcast(batch)] if remember else [Broadcast(batch)]
 
     # --- connecting -----------------------------------------------------------------------
 
@@ -215,7 +256,30 @@ class RoomRules:
         if key in self._names and not (self._names[key] is member and key == member.key):
             return messages.NAME_TAKEN.format(name=checked)
         self._names[key] = member
-        return Hold(checked, key, claim=True)
+        return Hold(checked, key, claim=True, registered=key in self.registered)
+
+    # --- registered names: the password after the name ----------------------------------
+
+    def secret(self, key: str) -> str | None:
+        """The hashed password of a registered name (checked by the shell, outside the lock)."""
+        registration = self.registered.get(key)
+        return registration.secret if registration else None
+
+    def password_right(self, member: Member) -> list[Effect]:
+        member.owner = True
+        return [Log(f"password accepted for {member.who}")]
+
+    def password_wrong(self, member: Member, now: Now, tries: int) -> tuple[float, list[Effect]]:
+        """A wrong password: how long to wait before answering (per address, growing), and what to say."""
+        count, last = self._failures.get(member.host, (0, 0.0))
+        if now.mono - last > FORGET_FAILURES:
+            count = 0
+        count += 1
+        self._failures[member.host] = (count, now.mono)
+        delay = min(FIRST_PASSWORD_DELAY * 2 ** (count - 1), LAST_PASSWORD_DELAY)
+        told = lines.error(None, messages.PASSWORD_WRONG(name=member.name))
+        logged = f"wrong password for {member.who} (try {tries}; {count} from this address lately)"
+        return delay, [Log(logged), Tell(member.conn, (told,))]
 
     def unhold(self, member: Member, hold: Hold) -> None:
         """Another server has the name: let go of it here."""
@@ -228,18 +292,31 @@ class RoomRules:
 
     def admits_at_once(self, member: Member) -> bool:
         """Does ``request`` let this member in without asking (so the shell asks who is elsewhere)?"""
-        return self.settings.approve == "all" or self.access.allowed(member.key)
+        registered = member.owner and not self.settings.ask_registered
+        return self.settings.approve == "all" or self.access.allowed(member.key) or registered
+
+    def missed_since(self, member: Member) -> float | None:
+        """Since when a registered name has been away (for its catch-up), if it has been here before."""
+        registration = self.registered.get(member.key) if member.owner else None
+        return registration.seen if registration is not None and registration.seen else None
 
     def request(
-        self, member: Member, now: Now, elsewhere: Sequence[Present], recent: Sequence[str]
+        self,
+        member: Member,
+        now: Now,
+        elsewhere: Sequence[Present],
+        recent: Sequence[str],
+        missed: Sequence[str] | None = None,
     ) -> list[Effect]:
         """A named member: in front of the operator, or straight in, or out."""
         if self.access.banned(key=member.key):
             return self.refuse(member, messages.BANNED, "banned name")
         if self.settings.approve == "all":
-            return self.admit(member, now, elsewhere, recent, "approved (--approve all)")
+            return self.admit(member, now, elsewhere, recent, "approved (--approve all)", missed)
+        if member.owner and not self.settings.ask_registered:
+            return self.admit(member, now, elsewhere, recent, "approved (registered name)", missed)
         if self.access.allowed(member.key):
-            return self.admit(member, now, elsewhere, recent, "approved (allow-list)")
+            return self.admit(member, now, elsewhere, recent, "approved (allow-list)", missed)
         if self.settings.approve == "allowlist":
             return self.refuse(member, messages.REFUSED, "not on the allow-list")
         return self._queue(member)
@@ -286,7 +363,9 @@ class RoomRules:
         elsewhere: Sequence[Present],
         recent: Sequence[str],
         how: str = "approved",
+        missed: Sequence[str] | None = None,
     ) -> list[Effect]:
+        """Let a member in; ``missed``: what a registered name missed, replayed instead of ``recent``."""
         if member.state not in (State.NAMING, State.WAITING):
             return []
         self._waiting.pop(member.key, None)
@@ -297,17 +376,30 @@ class RoomRules:
         count = len(self._members) + len(elsewhere)
         effects: list[Effect] = [
             Log(f"{how} {member.who}"),
-            Tell(member.conn, tuple(self._welcome(member, now, elsewhere, recent))),
+            Tell(member.conn, tuple(self._welcome(member, now, elsewhere, recent, missed))),
             Attach(member.conn),
-            ToBus(Enter(member.key, member.name, member.address, member.connected_at, member.joined_at)),
+            ToBus(self._presence(member)),
         ]
         if self._announced(count):
-            effects += self._public([lines.notice(now.stamp, messages.JOINED(name=member.name, count=count))])
+            joined = lines.notice(now.stamp, messages.JOINED(name=member.name, count=count))
+            effects += self._public([joined], remember=False)
         effects += [Log(f"join {member.who} ({self.counts()})"), QueueChanged()]
         return effects
 
+    @staticmethod
+    def _presence(member: Member) -> Enter:
+        """What the other servers know of someone here."""
+        return Enter(
+            member.key, member.name, member.address, member.connected_at, member.joined_at, member.away
+        )
+
     def _welcome(
-        self, member: Member, now: Now, elsewhere: Sequence[Present], recent: Sequence[str]
+        self,
+        member: Member,
+        now: Now,
+        elsewhere: Sequence[Present],
+        recent: Sequence[str],
+        missed: Sequence[str] | None,
     ) -> list[str]:
         count = len(self._members) + len(elsewhere)
         names = self.roster(elsewhere, WELCOME_NAMES)
@@ -315,7 +407,15 @@ class RoomRules:
         if count > len(names):
             shown += f" and {count - len(names)} more"
         out = [lines.notice(now.stamp, messages.WELCOME(name=member.name, count=count, names=shown))]
-        if recent:
+        since = self.missed_since(member)
+        if missed is not None and since is not None:
+            left = lines.stamp(since)
+            if not missed:
+                return [*out, lines.notice(now.stamp, messages.NOTHING_MISSED(since=left))]
+            out.append(lines.notice(now.stamp, messages.CATCH_UP_START(since=left, count=len(missed))))
+            out.extend(missed)
+            out.append(lines.notice(now.stamp, messages.CATCH_UP_END()))
+        elif recent:
             out.append(lines.notice(now.stamp, messages.HISTORY_START(count=len(recent))))
             out.extend(recent)
             out.append(lines.notice(now.stamp, messages.HISTORY_END()))
@@ -353,11 +453,21 @@ class RoomRules:
         elif was is State.IN_ROOM:
             del self._members[member.key]
             effects += [Detach(member.conn), ToBus(Leave(member.key))]
+            effects += self._seen(member, now)
             count = len(self._members) + elsewhere
             if self._announced(count + 1):  # the room as it was with them, like their join
-                effects += self._public([lines.notice(now.stamp, notice(name=member.name, count=count))])
+                left = lines.notice(now.stamp, notice(name=member.name, count=count))
+                effects += self._public([left], remember=False)
             effects.append(Log(f"leave {member.who}: {why} ({self.counts()})"))
         return effects
+
+    def _seen(self, member: Member, now: Now) -> list[Effect]:
+        """A registered name leaves: when, so that it can catch up on what it missed next time."""
+        registration = self.registered.get(member.key) if member.owner else None
+        if registration is None:
+            return []
+        self.registered[member.key] = registration = replace(registration, seen=now.wall)
+        return [ToBus(Registered(member.key, registration))]
 
     def disconnect(self, member: Member) -> list[Effect]:
         """The connection is over: free its name and its place in the counts."""
@@ -464,6 +574,8 @@ class RoomRules:
             return messages.NAME_BANNED
         if self.settings.approve == "allowlist" and not self.access.allowed(key):
             return messages.NAME_NOT_ALLOWED
+        if key in self.registered and key != member.key:
+            return messages.NAME_REGISTERED
         return None
 
     def rejected_rename(self, member: Member, now: Now, reason: str) -> list[Effect]:
@@ -479,15 +591,17 @@ class RoomRules:
             return []
         effects: list[Effect] = [ToBus(Leave(old_key))]
         if key != old_key:
+            effects += self._seen(member, now)
+            member.owner = False  # a registered name stays its owner's; the new one is not registered
             del self._names[old_key]
             effects.append(ToBus(Release(old_key)))
             # Rebuilt, not re-added: the room lists people in the order they came in.
             self._members = {(key if k == old_key else k): m for k, m in self._members.items()}
         member.name, member.key = hold.name, key
-        effects.append(ToBus(Enter(key, member.name, member.address, member.connected_at, member.joined_at)))
+        effects.append(ToBus(self._presence(member)))
         notice = lines.notice(now.stamp, messages.RENAMED(old=old_name, new=hold.name))
         if self._announced(len(self._members) + elsewhere):
-            effects += self._public([notice])
+            effects += self._public([notice], remember=False)
         else:
             effects.append(Tell(member.conn, (notice,)))
         effects.append(Log(f"rename {old_name} -> {hold.name} ({member.address})"))
@@ -560,8 +674,12 @@ class RoomRules:
             effects = [ToBus(SendPrivate(found.node, key, member.name, line))]
             name, where = found.name, f" on {found.node}"
         echo = lines.private(now.stamp, messages.PM_TO(name=name), text, color)
+        told = [echo]
+        away = target.away if target is not None else found.away if found is not None else None
+        if away is not None:
+            told.append(lines.notice(now.stamp, messages.IS_AWAY(name=name, reason=_reason(away))))
         effects += [
-            Tell(member.conn, (echo,)),
+            Tell(member.conn, tuple(told)),
             Log(f"private message {member.name} -> {name}{where} (text not logged)"),
         ]
         return effects
@@ -584,14 +702,18 @@ class RoomRules:
         this is a slice; it is computed on every join, and a sort of the whole
         room there made joining a 10,000-person room quadratic.
         """
+        return [name for name, _away in self._roster(elsewhere, most)]
+
+    def _roster(self, elsewhere: Sequence[Present], most: int | None = None) -> list[tuple[str, str | None]]:
+        """``roster`` with each person's /away (None: here)."""
         if not elsewhere:
-            return [m.name for m in itertools.islice(self._members.values(), most)]
-        here = [(m.joined_at, m.name) for m in self._members.values()]
-        there = [(p.joined, p.name) for p in elsewhere]
-        return [name for _joined, name in sorted(here + there, key=lambda entry: entry[0])][:most]
+            return [(m.name, m.away) for m in itertools.islice(self._members.values(), most)]
+        here = [(m.joined_at, m.name, m.away) for m in self._members.values()]
+        there = [(p.joined, p.name, p.away) for p in elsewhere]
+        return [(name, away) for _joined, name, away in sorted(here + there, key=lambda e: e[0])][:most]
 
     def who(self, member: Member, now: Now, elsewhere: Sequence[Present]) -> list[Effect]:
-        names = self.roster(elsewhere)
+        names = [name + _away_mark(away) for name, away in self._roster(elsewhere)]
         chunks: list[list[str]] = [[]]
         for name in names:
             if sum(len(n) + 2 for n in chunks[-1]) + len(name) > WHO_LINE_CHARS:
@@ -611,14 +733,127 @@ class RoomRules:
                 since=lines.stamp(joined),
                 ago=lines.duration(now.wall - joined),
                 idle=lines.duration(now.mono - target.last_active),
+                away=_away_mark(target.away, messages.AWAY_MARK_WHOIS),
             )
         elif found is not None:
             line = messages.WHOIS_ELSEWHERE(
-                name=found.name, since=lines.stamp(found.joined), ago=lines.duration(now.wall - found.joined)
+                name=found.name,
+                since=lines.stamp(found.joined),
+                ago=lines.duration(now.wall - found.joined),
+                away=_away_mark(found.away, messages.AWAY_MARK_WHOIS),
             )
         else:
             return [Tell(member.conn, (lines.error(now.stamp, messages.NO_SUCH_USER(name=name)),))]
         return [Tell(member.conn, (lines.notice(now.stamp, line),))]
+
+    # --- presence and registered names ------------------------------------------------------
+
+    def away(self, member: Member, reason: str, now: Now) -> list[Effect]:
+        member.away = reason
+        member.last_active = now.mono
+        told = lines.notice(now.stamp, messages.AWAY(reason=_reason(reason)))
+        return [Tell(member.conn, (told,)), ToBus(self._presence(member)), Log(f"away {member.who}")]
+
+    def back(self, member: Member, now: Now) -> list[Effect]:
+        member.away = None
+        member.last_active = now.mono
+        told = lines.notice(now.stamp, messages.BACK())
+        return [Tell(member.conn, (told,)), ToBus(self._presence(member)), Log(f"back {member.who}")]
+
+    def register_refusal(self, member: Member, password: str) -> str | None:
+        """Why ``member`` may not register its name now (checked before the password is hashed)."""
+        if member.key in self.registered:
+            registered = self.registered[member.key].name
+            wording = messages.ALREADY_REGISTERED if member.owner else messages.NOT_YOURS
+            return wording.format(name=registered)
+        return password_problem(password)
+
+    def register(self, member: Member, secret: str, now: Now) -> list[Effect]:
+        """/register: the member's name is theirs from now on (``secret``: the hashed password)."""
+        if member.state is not State.IN_ROOM or member.key in self.registered:
+            return []
+        registration = Registration(member.name, secret)
+        self.registered[member.key] = registration
+        member.owner = True
+        told = lines.notice(now.stamp, messages.REGISTERED(name=member.name))
+        return [
+            Tell(member.conn, (told,)),
+            ToBus(Registered(member.key, registration)),
+            Log(f"registered {member.who}"),
+        ]
+
+    def password_refusal(self, member: Member, password: str) -> str | None:
+        """Why ``member`` may not change its password now (checked before the new one is hashed)."""
+        if not member.owner or member.key not in self.registered:
+            return messages.NOT_YOURS.format(name=member.name)
+        return password_problem(password)
+
+    def change_password(self, member: Member, secret: str, now: Now) -> list[Effect]:
+        registration = self.registered.get(member.key)
+        if registration is None or not member.owner:
+            return []
+        self.registered[member.key] = registration = replace(registration, secret=secret)
+        told = lines.notice(now.stamp, messages.PASSWORD_CHANGED(name=registration.name))
+        return [
+            Tell(member.conn, (told,)),
+            ToBus(Registered(member.key, registration)),
+            Log(f"password changed for {member.who}"),
+        ]
+
+    def unregister(self, member: Member, now: Now) -> list[Effect]:
+        if not member.owner or member.key not in self.registered:
+            reason = messages.NOT_YOURS.format(name=member.name)
+            return [Tell(member.conn, (lines.error(now.stamp, messages.REGISTER_REJECTED(reason=reason)),))]
+        del self.registered[member.key]
+        member.owner = False
+        told = lines.notice(now.stamp, messages.UNREGISTERED(name=member.name))
+        return [
+            Tell(member.conn, (told,)),
+            ToBus(Registered(member.key, None)),
+            Log(f"unregistered {member.who}"),
+        ]
+
+    def rejected_registration(self, member: Member, now: Now, reason: str) -> list[Effect]:
+        return [Tell(member.conn, (lines.error(now.stamp, messages.REGISTER_REJECTED(reason=reason)),))]
+
+    def unregister_name(self, name: str) -> tuple[list[str], list[Effect]]:
+        """The operator lets a registered name go (its owner, if here, stays, under a name like any other)."""
+        key = name_key(name)
+        registration = self.registered.pop(key, None)
+        if registration is None:
+            return [], []
+        owner = self._members.get(key) or self._waiting.get(key)
+        if owner is not None:
+            owner.owner = False
+        return [f"unregistered {registration.name}"], [ToBus(Registered(key, None))]
+
+    def registration_arrived(self, key: str, registration: Registration | None) -> list[Effect]:
+        """A name registered, changed or let go on another server."""
+        if registration is None:
+            if self.registered.pop(key, None) is None:
+                return []
+            holder = self._names.get(key)
+            if holder is not None:
+                holder.owner = False
+            return [Log(f"unregistered {key} (on another server)")]
+        known = key in self.registered
+        self.registered[key] = registration
+        return [] if known else [Log(f"registered {registration.name} (on another server)")]
+
+    def searched(self, member: Member, words: str, found: Sequence[str] | str, now: Now) -> list[Effect]:
+        """The answer to /search: the lines found, or (a string) why searching failed."""
+        quoted = "'" + words + "'"
+        if isinstance(found, str):
+            out = [lines.error(now.stamp, messages.SEARCH_UNAVAILABLE(reason=found))]
+        elif not found:
+            out = [lines.notice(now.stamp, messages.SEARCH_NOTHING(words=quoted))]
+        else:
+            out = [
+                lines.notice(now.stamp, messages.SEARCH_START(words=quoted, count=len(found))),
+                *found,
+                lines.notice(now.stamp, messages.SEARCH_END()),
+            ]
+        return [Tell(member.conn, tuple(out))]
 
     # --- the other servers ----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import NoReturn, Protocol
 
 from chatroom.config import Settings
 from chatroom.room import Room
-from chatroom.rules import Member, State
+from chatroom.rules import Hold, Member, State
 from chatroom.transport import Disconnected
 from formatting.sanitize import clean
 from protocol import commands, lines, messages
@@ -34,6 +34,9 @@ from protocol.flood import TokenBucket
 from protocol.framing import Event, Overlong
 
 log = logging.getLogger("chat")
+
+#: Wrong passwords for a registered name before the connection is closed.
+PASSWORD_TRIES = 3
 
 
 class LineSource(Protocol):
@@ -47,6 +50,9 @@ class LineSource(Protocol):
 
     def ask_name(self) -> None:
         """Show the name prompt."""
+
+    def ask_password(self) -> None:
+        """Show the password prompt (a registered name)."""
 
 
 class Session:
@@ -97,19 +103,42 @@ class Session:
         deadline = time.monotonic() + self.settings.name_timeout
         while True:
             self.source.ask_name()
-            try:
-                event = self._next_event(deadline)
-            except TimeoutError:
-                self.room.refuse(self.member, messages.NAME_TIMEOUT, "no name given in time")
-                self.why = "no name given in time"
-                self.drain()
+            event = self._answer(deadline)
             if isinstance(event, Overlong):
-                reason: str | None = messages.NAME_TOO_LONG.format(limit=self.settings.max_name)
+                held: Hold | str = messages.NAME_TOO_LONG.format(limit=self.settings.max_name)
             else:
-                reason = self.room.claim(self.member, event.text)
-            if reason is None:
+                held = self.room.claim(self.member, event.text)
+            if isinstance(held, Hold):
+                if held.registered:
+                    self._prove(deadline)
                 return
-            self.member.conn.tell((lines.error(None, messages.NAME_REJECTED(reason=reason)),))
+            self.member.conn.tell((lines.error(None, messages.NAME_REJECTED(reason=held)),))
+
+    def _prove(self, deadline: float) -> None:
+        """A registered name: its password, at most ``PASSWORD_TRIES`` times, or the session ends."""
+        for tries in range(1, PASSWORD_TRIES + 1):
+            self.source.ask_password()
+            event = self._answer(deadline)
+            password = "" if isinstance(event, Overlong) else event.text
+            right, delay = self.room.check_password(self.member, password, tries)
+            if right:
+                return
+            time.sleep(delay)  # answering wrong passwords slowly makes guessing slow
+        name = self.member.name
+        self.room.refuse(
+            self.member, messages.PASSWORD_REFUSED, f"{PASSWORD_TRIES} wrong passwords", name=name
+        )
+        self.why = "wrong passwords"
+        self.drain()
+
+    def _answer(self, deadline: float) -> Event:
+        """The next line while joining; past the deadline, the session ends."""
+        try:
+            return self._next_event(deadline)
+        except TimeoutError:
+            self.room.refuse(self.member, messages.NAME_TIMEOUT, "no name given in time")
+            self.why = "no name given in time"
+            self.drain()
 
     # --- in the room ------------------------------------------------------------------------
 

@@ -44,6 +44,14 @@ under the server between batches never gets the server's pages mixed into it
 when the connection is closed.
 ``:memory:`` gives the same code an in-memory database that dies with the
 process.
+
+**More than the replay.** The file keeps the last ``archive`` lines (at least
+``keep``), with a full-text index (SQLite's FTS5) of their text as readers see
+it, for ``/search``; the last ``CATCH_UP`` of them are also kept in memory
+with their times, for what a registered name missed while away (``since``).
+Registered names and their hashed passwords (``chatroom.passwords``) are in
+the file too, written behind like the rest. A search is run by the writer
+thread between batches; the caller waits for it, with a time limit.
 """
 
 from __future__ import annotations
@@ -57,7 +65,14 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from chatroom.passwords import Registration
+from protocol.lines import unstamped_lines
+
 MEMORY = ":memory:"
+#: Lines kept in memory with their times, for catch-up: the most a registered name is replayed.
+CATCH_UP = 500
+#: How long a search may wait for the writer (it may be busy with a slow disk).
+SEARCH_WAIT = 3.0
 
 #: How long opening at startup waits for another program to let go of the file;
 #: a reopen while running never waits (the writer retries instead).
@@ -81,21 +96,46 @@ CREATE TABLE IF NOT EXISTS bans (
     at REAL NOT NULL,
     PRIMARY KEY (kind, value)
 );
+CREATE TABLE IF NOT EXISTS registered (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    seen REAL NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_text USING fts5(text);
 """
 
-#: Old lines go once the file has more than ``keep``: it is no log, just the replay.
+#: Old lines go once the file has more than ``archive``: it is no log.
 _TRIM = "DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?"
+_TRIM_TEXT = "DELETE FROM messages_text WHERE rowid <= (SELECT max(id) FROM messages) - ?"
 
 #: What identifies the file this store wrote: device, inode, size, modification time.
 Fingerprint = tuple[int, int, int, int]
-#: Lines waiting to be written, each with its sequence number.
-Lines = list[tuple[int, str]]
+#: Lines waiting to be written, each with its sequence number and time.
+Lines = list[tuple[int, float, str]]
+#: A line as kept: when it was said, and the line.
+Dated = tuple[float, str]
 #: Bans made (True) or lifted (False), in order: (kind, value, banned).
 BanChanges = list[tuple[str, str, bool]]
+#: Names registered or changed, or let go (None), in order.
+NameChanges = list[tuple[str, Registration | None]]
 
 
 class StoreError(Exception):
     """The store cannot be opened at startup; the message names the file."""
+
+
+class SearchUnavailable(Exception):
+    """A search could not be answered; the message says why, for the one who searched."""
+
+
+@dataclass
+class _Search:
+    words: list[str]
+    limit: int
+    found: list[str] = field(default_factory=list)
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Store:
@@ -108,14 +148,18 @@ class Store:
     to the writer thread alone once it has started.
     """
 
-    def __init__(self, path: str, keep: int, report: Callable[[str], None]) -> None:
+    def __init__(self, path: str, keep: int, report: Callable[[str], None], archive: int = 0) -> None:
+        """``keep``: lines replayed to a newcomer (0: store none); ``archive``: lines kept for /search."""
         self.path = path
         self.keep = keep
+        self.archive = max(keep, archive) if keep else 0
+        self._memory = max(keep, CATCH_UP) if keep else 0
         self._report = report
         try:
             db = _connect(path, STARTUP_WAIT)
             try:
-                loaded, self._loaded_bans = _last_lines(db, keep), _bans_in(db)
+                loaded, self._loaded_bans = _last_lines(db, self._memory), _bans_in(db)
+                self._registrations = _registrations_in(db)
             except BaseException:
                 db.close()
                 raise
@@ -124,10 +168,12 @@ class Store:
         self._db: sqlite3.Connection | None = db
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._stored: deque[str] = deque(loaded, maxlen=keep)  # the file's last lines
-        self._waiting: deque[tuple[int, str]] = deque(maxlen=keep)  # (sequence number, line)
+        self._stored: deque[Dated] = deque(loaded, maxlen=self._memory)  # the file's last lines
+        self._waiting: deque[tuple[int, float, str]] = deque(maxlen=self._memory)  # (number, time, line)
         self._sequence = 0
         self._ban_changes: list[tuple[str, str, bool]] = []
+        self._registration_changes: list[tuple[str, Registration | None]] = []
+        self._searches: list[_Search] = []
         self._bans = set(self._loaded_bans)  # the room's bans, given to a file that lost them
         self._closing = False
         # The writer's own state.
@@ -148,17 +194,56 @@ class Store:
     def recent(self) -> list[str]:
         """The last ``keep`` lines that are in the file, oldest first."""
         with self._lock:
-            return list(self._stored)
+            stored = list(self._stored)[-self.keep :] if self.keep else []
+        return [line for _at, line in stored]
+
+    def since(self, at: float) -> list[str]:
+        """The lines in the file said after ``at`` (wall clock), at most ``CATCH_UP`` of them."""
+        with self._lock:
+            return [line for said, line in self._stored if said > at]
+
+    def registrations(self) -> dict[str, Registration]:
+        """The registered names as loaded at startup, by name key."""
+        return dict(self._registrations)
 
     def append(self, lines: Sequence[str]) -> None:
         """Queue public lines for the file; with ``keep == 0`` nothing is kept."""
         if not self.keep or not lines:
             return
+        now = time.time()
         with self._lock:
             for line in lines:
                 self._sequence += 1
-                self._waiting.append((self._sequence, line))
+                self._waiting.append((self._sequence, now, line))
             self._wake.notify()
+
+    def save_registration(self, key: str, registration: Registration | None) -> None:
+        """Queue a name registered, changed (password, last seen) or let go (None)."""
+        with self._lock:
+            self._registration_changes.append((key, registration))
+            if registration is None:
+                self._registrations.pop(key, None)
+            else:
+                self._registrations[key] = registration
+            self._wake.notify()
+
+    def search(self, words: Sequence[str], limit: int) -> list[str]:
+        """The most recent lines in the file holding every word, oldest first.
+
+        Waits for the writer (at most ``SEARCH_WAIT``); raises ``SearchUnavailable``
+        when it cannot answer (history paused, or a disk too slow).
+        """
+        request = _Search(list(words), limit)
+        with self._lock:
+            if self._failing_since is not None:
+                raise SearchUnavailable("history is paused (the server cannot use its database)")
+            self._searches.append(request)
+            self._wake.notify()
+        if not request.done.wait(SEARCH_WAIT):
+            raise SearchUnavailable("the database is slow to answer")
+        if request.error is not None:
+            raise SearchUnavailable(request.error)
+        return request.found
 
     def save_ban(self, kind: str, value: str, banned: bool) -> None:
         """Queue a ban made (``banned``) or lifted."""
@@ -188,8 +273,11 @@ class Store:
                 closing = self._closing
                 lines = list(self._waiting)
                 bans = list(self._ban_changes)
-            if lines or bans or self.path != MEMORY:
-                self._attempt(lines, bans)
+                names = list(self._registration_changes)
+                searches, self._searches = self._searches, []
+            if lines or bans or names or self.path != MEMORY:
+                self._attempt(lines, bans, names)
+            self._answer(searches)
             if closing:
                 self._finish()
                 return
@@ -206,9 +294,20 @@ class Store:
             return True
         if self._failing_since is not None:
             return time.monotonic() >= self._retry_at
-        return bool(self._waiting or self._ban_changes)
+        return bool(self._waiting or self._ban_changes or self._registration_changes or self._searches)
 
-    def _attempt(self, lines: Lines, bans: BanChanges) -> None:
+    def _answer(self, searches: list[_Search]) -> None:
+        """Run the searches asked for since the last batch (the writer owns the connection)."""
+        for request in searches:
+            try:
+                if self._db is None or self._failing_since is not None:
+                    raise sqlite3.OperationalError("history is paused")
+                request.found = _search(self._db, request.words, request.limit)
+            except (sqlite3.Error, OSError) as error:
+                request.error = "history is paused" if self._failing_since is not None else _why(error)
+            request.done.set()
+
+    def _attempt(self, lines: Lines, bans: BanChanges, names: NameChanges) -> None:
         """Write one batch; what got into the file joins ``recent()`` once the writer is done with the file.
 
         Done means closed after a failure, and fingerprinted: so whoever saw a
@@ -217,7 +316,7 @@ class Store:
         written = _Written()
         error: sqlite3.Error | OSError | None = None
         try:
-            self._write(lines, bans, written)
+            self._write(lines, bans, names, written)
         except (sqlite3.Error, OSError) as failure:
             error = failure
             if self.path != MEMORY:
@@ -226,7 +325,7 @@ class Store:
             self._seen = self._fingerprint(self._seen)
         with self._lock:
             if written.replay is not None:
-                self._stored = deque(written.replay, maxlen=self.keep)
+                self._stored = deque(written.replay, maxlen=self._memory)
             self._stored.extend(written.lines)
         if written.note:
             self._report(written.note)
@@ -237,7 +336,7 @@ class Store:
             self._failing_since, self._backoff = None, FIRST_RETRY
             self._report(f"history resumed: lines are stored in {self.path} again (paused for {paused:.0f}s)")
 
-    def _write(self, lines: Lines, bans: BanChanges, written: _Written) -> None:
+    def _write(self, lines: Lines, bans: BanChanges, names: NameChanges, written: _Written) -> None:
         """Make sure the file at the path is ours and has our state, then write one batch."""
         if self.path != MEMORY:
             how = self._changed()
@@ -249,10 +348,12 @@ class Store:
         if self._lost is not None:
             self._adopt(self._db, self._lost, written)
             self._lost = None
-        if lines or bans:
-            self._commit(self._db, lines, bans, written)
+        if lines or bans or names:
+            self._commit(self._db, lines, bans, names, written)
 
-    def _commit(self, db: sqlite3.Connection, lines: Lines, bans: BanChanges, written: _Written) -> None:
+    def _commit(
+        self, db: sqlite3.Connection, lines: Lines, bans: BanChanges, names: NameChanges, written: _Written
+    ) -> None:
         now = time.time()
         with _transaction(db):
             for kind, value, banned in bans:
@@ -260,32 +361,38 @@ class Store:
                     db.execute("INSERT OR REPLACE INTO bans VALUES (?, ?, ?)", (kind, value, now))
                 else:
                     db.execute("DELETE FROM bans WHERE kind = ? AND value = ?", (kind, value))
-            _insert_lines(db, [line for _, line in lines], now)
+            _save_registrations(db, names)
+            _insert_lines(db, [(at, line) for _, at, line in lines])
             if lines:
-                db.execute(_TRIM, (self.keep,))
-        written.lines = [line for _, line in lines]  # durable now
+                db.execute(_TRIM_TEXT, (self.archive,))
+                db.execute(_TRIM, (self.archive,))
+        written.lines = [(at, line) for _, at, line in lines]  # durable now
         with self._lock:  # no longer waiting
             last = lines[-1][0] if lines else 0
             while self._waiting and self._waiting[0][0] <= last:
                 self._waiting.popleft()
             del self._ban_changes[: len(bans)]
+            del self._registration_changes[: len(names)]
         if self.path != MEMORY:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _adopt(self, db: sqlite3.Connection, how: str, written: _Written) -> None:
         """The file now at the path stands for the one we wrote: give it our bans and the lines it lacks."""
-        there = _last_lines(db, self.keep)
+        there = _last_lines(db, self._memory)
         with self._lock:
             ours = list(self._stored)
             bans = sorted(self._bans)
-        missing = ours[_overlap(there, ours) :]
+            names = list(self._registrations.items())
+        missing = ours[_overlap([line for _, line in there], [line for _, line in ours]) :]
         now = time.time()
         with _transaction(db):
             db.execute("DELETE FROM bans")
             db.executemany("INSERT INTO bans VALUES (?, ?, ?)", [(kind, value, now) for kind, value in bans])
-            _insert_lines(db, missing, now)
+            db.execute("DELETE FROM registered")
+            _save_registrations(db, names)
+            _insert_lines(db, missing)
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        written.replay = _last_lines(db, self.keep)
+        written.replay = _last_lines(db, self._memory)
         written.note = (
             f"history: {self.path} was {how} while the server ran; wrote the room's bans ({len(bans)}) "
             f"and the recent lines it lacked ({len(missing)}) into the file now there"
@@ -304,9 +411,9 @@ class Store:
 
     def _finish(self) -> None:
         with self._lock:
-            lines, bans = len(self._waiting), len(self._ban_changes)
+            lines, bans = len(self._waiting), len(self._ban_changes) + len(self._registration_changes)
         if lines or bans:
-            unsaved = f"{lines} lines and {bans} ban changes"
+            unsaved = f"{lines} lines and {bans} changes of bans or registered names"
             self._report(f"history: {unsaved} could not be stored in {self.path} before exit")
         self._disconnect()
 
@@ -346,9 +453,9 @@ class _Written:
     """What one attempt got into the file."""
 
     #: The file's last lines after adopting it, if it was adopted.
-    replay: list[str] | None = None
+    replay: list[Dated] | None = None
     #: Lines committed, in order.
-    lines: list[str] = field(default_factory=list)
+    lines: list[Dated] = field(default_factory=list)
     #: What to tell the operator about it.
     note: str = ""
 
@@ -364,6 +471,7 @@ def _connect(path: str, wait: float) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        _index_old_lines(db)
         (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
         if check != "ok":
             raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
@@ -387,17 +495,63 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _insert_lines(db: sqlite3.Connection, lines: list[str], at: float) -> None:
-    db.executemany("INSERT INTO messages (at, line) VALUES (?, ?)", [(at, line) for line in lines])
+def _insert_lines(db: sqlite3.Connection, lines: Sequence[Dated]) -> None:
+    """Lines and their searchable text (as a reader sees it: no stamp, no styles) under one id."""
+    if not lines:
+        return
+    texts = unstamped_lines([line for _at, line in lines])
+    for (at, line), text in zip(lines, texts, strict=True):
+        row = db.execute("INSERT INTO messages (at, line) VALUES (?, ?)", (at, line)).lastrowid
+        db.execute("INSERT INTO messages_text (rowid, text) VALUES (?, ?)", (row, text))
+
+
+def _index_old_lines(db: sqlite3.Connection) -> None:
+    """Lines stored before there was an index (an older file) get indexed once."""
+    (indexed,) = db.execute("SELECT count(*) FROM messages_text").fetchone()
+    if indexed:
+        return
+    rows = db.execute("SELECT id, line FROM messages ORDER BY id").fetchall()
+    if rows:
+        texts = unstamped_lines([line for _id, line in rows])
+        with _transaction(db):
+            db.executemany(
+                "INSERT INTO messages_text (rowid, text) VALUES (?, ?)",
+                [(row, text) for (row, _line), text in zip(rows, texts, strict=True)],
+            )
+
+
+def _search(db: sqlite3.Connection, words: Sequence[str], limit: int) -> list[str]:
+    """The last ``limit`` lines whose text holds every word (any case), oldest first."""
+    query = " ".join('"' + word.replace('"', '""') + '"' for word in words)
+    rows = db.execute(
+        "SELECT m.line FROM messages_text t JOIN messages m ON m.id = t.rowid "
+        "WHERE messages_text MATCH ? ORDER BY m.id DESC LIMIT ?",
+        (query, limit),
+    ).fetchall()
+    return [line for (line,) in reversed(rows)]
+
+
+def _registrations_in(db: sqlite3.Connection) -> dict[str, Registration]:
+    rows = db.execute("SELECT key, name, secret, seen FROM registered")
+    return {key: Registration(name, secret, seen) for key, name, secret, seen in rows}
+
+
+def _save_registrations(db: sqlite3.Connection, changes: Sequence[tuple[str, Registration | None]]) -> None:
+    for key, registration in changes:
+        if registration is None:
+            db.execute("DELETE FROM registered WHERE key = ?", (key,))
+        else:
+            row = (key, registration.name, registration.secret, registration.seen)
+            db.execute("INSERT OR REPLACE INTO registered VALUES (?, ?, ?, ?)", row)
 
 
 def _bans_in(db: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(kind, value) for kind, value in db.execute("SELECT kind, value FROM bans")]
 
 
-def _last_lines(db: sqlite3.Connection, count: int) -> list[str]:
-    rows = db.execute("SELECT line FROM messages ORDER BY id DESC LIMIT ?", (count,))
-    return [line for (line,) in reversed(rows.fetchall())]
+def _last_lines(db: sqlite3.Connection, count: int) -> list[Dated]:
+    rows = db.execute("SELECT at, line FROM messages ORDER BY id DESC LIMIT ?", (count,))
+    return [(at, line) for at, line in reversed(rows.fetchall())]
 
 
 def _overlap(there: list[str], ours: list[str]) -> int:

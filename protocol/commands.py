@@ -80,6 +80,44 @@ class Help:
 
 
 @dataclass(frozen=True, slots=True)
+class Away:
+    """``/away [reason]``: others see it in /who and /whois, and get it back for a private message."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Back:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """``/search words``: the most recent public lines holding every word."""
+
+    words: str
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """``/register password``: the name you have is yours from now on."""
+
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """``/password new``, for the registered name you joined under."""
+
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unregister:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Empty:
     """A blank line: nothing to send, nothing to complain about."""
 
@@ -89,7 +127,25 @@ class Invalid:
     error: str
 
 
-Command = Say | Action | Private | Reply | Rename | Whois | Leave | Who | Help | Empty | Invalid
+Command = (
+    Say
+    | Action
+    | Private
+    | Reply
+    | Rename
+    | Whois
+    | Leave
+    | Who
+    | Help
+    | Away
+    | Back
+    | Search
+    | Register
+    | ChangePassword
+    | Unregister
+    | Empty
+    | Invalid
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +170,9 @@ ME_USAGE = "/me <action>"
 NICK_USAGE = "/nick <new name>"
 REPLY_USAGE = "/reply <text>"
 WHOIS_USAGE = "/whois <name>"
+SEARCH_USAGE = "/search <words>"
+REGISTER_USAGE = "/register <password>"
+PASSWORD_USAGE = "/password <new password>"
 
 
 class Arg(Enum):
@@ -125,6 +184,7 @@ class Arg(Enum):
     TEXT = "text, to the end of the line"
     #: Private text, which may itself start with ``/color <colour>``.
     PRIVATE_TEXT = "text, or /color <colour> <text>"
+    PASSWORD = "a password (Client.py asks for it, without echo, when it is left out)"
 
 
 C = TypeVar("C", bound=Command | ClientCommand)
@@ -207,6 +267,12 @@ COMMANDS: tuple[Spec[Command], ...] = (
     Spec("/nick", (), (Arg.NEW_NAME,), _needs_text(Rename, NICK_USAGE)),
     Spec("/who", ("/names",), (), lambda _rest: Who()),
     Spec("/whois", (), (Arg.NAME,), _needs_text(Whois, WHOIS_USAGE)),
+    Spec("/away", (), (Arg.TEXT,), Away),
+    Spec("/back", (), (), lambda _rest: Back()),
+    Spec("/search", (), (Arg.TEXT,), _needs_text(Search, SEARCH_USAGE)),
+    Spec("/register", (), (Arg.PASSWORD,), _needs_text(Register, REGISTER_USAGE)),
+    Spec("/password", (), (Arg.PASSWORD,), _needs_text(ChangePassword, PASSWORD_USAGE)),
+    Spec("/unregister", (), (), lambda _rest: Unregister()),
     Spec("/help", ("/?",), (), lambda _rest: Help()),
     Spec("/leave", ("/quit", "/exit", "/part"), (), lambda _rest: Leave()),
     DM,

@@ -57,6 +57,14 @@ NOT_YET = Wording(NOTICE + " Please wait: you can chat once the operator lets yo
 WELCOME = Wording(NOTICE + " Welcome, {name}! In the room ({count}): {names}. Type /help for commands.")
 HISTORY_START = Wording(NOTICE + " Recent messages ({count}):")
 HISTORY_END = Wording(NOTICE + " End of history.")
+# A registered name comes back: instead of the recent messages, what was said since it left.
+CATCH_UP_START = Wording(NOTICE + " What you missed since {since} ({count}):")
+CATCH_UP_END = Wording(NOTICE + " End of what you missed.")
+NOTHING_MISSED = Wording(NOTICE + " Nothing was said since you left at {since}.")
+
+# Registered names: after the name, a password (the prompt, like the name's, has no newline).
+PASSWORD_PROMPT = "Password: "
+PASSWORD_WRONG = Wording(NOTICE + " Wrong password for {name}.")
 
 # Refusals: the connection is closed right after one of these.
 REFUSED = Wording(NOTICE + " The operator did not let you in. Bye.")
@@ -68,6 +76,7 @@ QUEUE_SHARE_FULL = Wording(
 )
 TOO_MANY_FROM_HOST = Wording(NOTICE + " Too many connections from your address ({limit}).")
 BANNED = Wording(NOTICE + " You are banned from this room.")
+PASSWORD_REFUSED = Wording(NOTICE + " Too many wrong passwords for {name}. Bye.")
 NEEDS_TLS = Wording(NOTICE + " This server speaks TLS: connect with Client.py --tls (nc and telnet cannot).")
 NAME_LOST = Wording(
     NOTICE + " While the servers were apart, someone on another one took the name {name}. "
@@ -81,6 +90,7 @@ REFUSALS = (
     QUEUE_SHARE_FULL,
     TOO_MANY_FROM_HOST,
     BANNED,
+    PASSWORD_REFUSED,
     NAME_TIMEOUT,
     NAME_LOST,
 )
@@ -108,8 +118,12 @@ RENAMED = Wording(NOTICE + " {old} is now known as {new}")
 ANNOUNCEMENT = Wording(NOTICE + " Operator: {text}")
 WHO = Wording(NOTICE + " In the room ({count}): {names}")
 WHO_MORE = Wording(NOTICE + " ... {names}")
-WHOIS = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), idle {idle}")
-WHOIS_ELSEWHERE = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), on another server")
+WHOIS = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), idle {idle}{away}")
+WHOIS_ELSEWHERE = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), on another server{away}")
+#: After a name in /who and /whois: ``AWAY_MARK`` in a list, ``AWAY_MARK_WHOIS`` at the end of a /whois.
+AWAY_MARK = " (away{reason})"
+AWAY_MARK_WHOIS = ", away{reason}"
+AWAY_REASON = ": {reason}"
 # Several servers, one room (--redis): the servers lost and found each other again.
 SEPARATED = Wording(
     NOTICE + " This server lost touch with the others: for now only the {count} people here hear you."
@@ -127,6 +141,28 @@ PRIVATE_FROM = Wording(PM_FROM.template + " {text}")
 PRIVATE_TO = Wording(PM_TO.template + " {text}")
 #: Any notice: the server speaking, not a person.
 NOTICE_TEXT = Wording(NOTICE + " {text}")
+
+# Presence and registered names: answers to the one who asked.
+AWAY = Wording(NOTICE + " You are away{reason}. /back when you are back.")
+BACK = Wording(NOTICE + " Welcome back: you are no longer away.")
+IS_AWAY = Wording(NOTICE + " {name} is away{reason}.")
+REGISTERED = Wording(
+    NOTICE
+    + " {name} is registered to you: to join under it, give its password when asked (/password changes it)."
+)
+PASSWORD_CHANGED = Wording(NOTICE + " The password of {name} is changed.")
+UNREGISTERED = Wording(NOTICE + " {name} is no longer registered: anyone may take it.")
+REGISTER_REJECTED = Wording(NOTICE + " That did not work: {reason}.")
+ALREADY_REGISTERED = "{name} is registered already; /password changes its password"
+NOT_YOURS = "{name} is not registered to you (join under it with its password first)"
+PASSWORD_TOO_SHORT = "a password needs at least {limit} characters"
+PASSWORD_TOO_LONG = "a password may have at most {limit} characters"
+NAME_REGISTERED = "that name is registered to someone"
+# /search: public lines only; private messages are never stored, so never found.
+SEARCH_START = Wording(NOTICE + " Lines with {words} ({count}, the most recent last):")
+SEARCH_END = Wording(NOTICE + " End of the search.")
+SEARCH_NOTHING = Wording(NOTICE + " No public line has {words}.")
+SEARCH_UNAVAILABLE = Wording(NOTICE + " Search is not available right now: {reason}.")
 
 # --- errors, to the sender only -------------------------------------------
 
@@ -158,6 +194,7 @@ IGNORED_LIST = Wording(NOTICE + " Ignored ({count}): {names}")
 IGNORE_SELF = Wording(NOTICE + " You cannot ignore yourself.")
 # A line typed before the operator let you in, when you will not get in after all.
 NOT_SENT = Wording(NOTICE + " Not sent: {text}")
+PASSWORD_NOT_SENT = Wording(NOTICE + " No password was sent: {reason}.")
 
 #: The last line of the /help reply, so a client knows the list is complete.
 HELP_END = Wording(NOTICE + " Start a line with // to send text beginning with /.")
@@ -170,6 +207,10 @@ HELP = (
     NOTICE + "   /nick <new name>         change your name",
     NOTICE + "   /who                     who is in the room",
     NOTICE + "   /whois <name>            since when someone is here, and how long idle",
+    NOTICE + "   /away [reason], /back    say you are away (others see it in /who), and back",
+    NOTICE + "   /search <words>          the most recent public lines with those words",
+    NOTICE + "   /register <password>     keep your name: only you can use it from now on",
+    NOTICE + "   /password <new>          change its password; /unregister lets it go",
     NOTICE + "   /leave                   leave the room (also /quit)",
     NOTICE + "   /help                    this list",
     NOTICE + " Markup: **bold** __italic__ ~~strike~~, nestable; \\** writes ** literally.",

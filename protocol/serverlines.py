@@ -34,6 +34,11 @@ class NamePrompt:
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordPrompt:
+    """The name is registered: the server asks for its password (a prompt, like the name's)."""
+
+
+@dataclass(frozen=True, slots=True)
 class NameRejected:
     reason: str
 
@@ -186,6 +191,7 @@ class Other:
 Event = (
     Greeting
     | NamePrompt
+    | PasswordPrompt
     | NameRejected
     | Waiting
     | Welcome
@@ -219,6 +225,11 @@ def is_name_prompt(partial: str) -> bool:
     return partial == messages.NAME_PROMPT
 
 
+def is_password_prompt(partial: str) -> bool:
+    """Is the unfinished line the server has sent so far its password prompt?"""
+    return partial == messages.PASSWORD_PROMPT
+
+
 def _name(text: str) -> str:
     if not text or any(char.isspace() for char in text):
         raise ValueError(f"not a name: {text!r}")
@@ -226,9 +237,23 @@ def _name(text: str) -> str:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    """``alice, bob`` (and, in a welcome to a big room, `` and 7 more`` after them)."""
-    listed = text.split(" and ")[0]
-    return tuple(_name(name) for name in listed.split(", "))
+    """``alice, bob`` (and, in a welcome to a big room, `` and 7 more`` after them).
+
+    In ``/who`` a name may be followed by `` (away: REASON)``; a reason may hold
+    commas, so the list is split only outside parentheses.
+    """
+    listed = text if "(" in text else text.split(" and ")[0]
+    entries, depth, start = [], 0, 0
+    for at, char in enumerate(listed):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0 and listed.startswith(", ", at):
+            entries.append(listed[start:at])
+            start = at + 2
+    entries.append(listed[start:])
+    return tuple(_name(entry.split(" (away", 1)[0]) for entry in entries)
 
 
 def _count(text: str) -> int:

@@ -14,6 +14,7 @@ import pytest
 from chatroom.bus import BanChange, Enter, Leave, Publish, Release, SendPrivate
 from chatroom.cluster import ClusterBus
 from chatroom.config import Settings
+from chatroom.passwords import Registration
 from harness import WAIT, RedisServer, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -64,6 +65,9 @@ class Recorder:
 
     def bans_stored(self, stored: list[tuple[str, str]]) -> None:
         self._note("bans_stored", stored)
+
+    def registration_arrived(self, key: str, registration: Registration | None) -> None:
+        self._note("registration", key, registration)
 
     def bus_lost(self) -> None:
         assert self.bus is not None

@@ -32,7 +32,8 @@ def test_a_name_at_the_start_of_a_line_addresses_someone() -> None:
 
 def test_commands_complete_at_the_start_of_a_line() -> None:
     offered = (
-        *("/private", "/reply", "/color", "/me", "/nick", "/who", "/whois", "/help", "/leave"),
+        *("/private", "/reply", "/color", "/me", "/nick", "/who", "/whois", "/away", "/back", "/search"),
+        *("/register", "/password", "/unregister", "/help", "/leave"),
         *("/ignore", "/unignore"),
     )
     assert completions("/") == [f"{command} " for command in offered]

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from chatroom.access import Access
-from chatroom.bus import BanChange, Enter, Leave, Present, Publish, Release, SendPrivate
+from chatroom.bus import BanChange, Enter, Leave, Present, Publish, Registered, Release, SendPrivate
 from chatroom.config import Settings
 from chatroom.effects import (
     AllowListed,
@@ -24,9 +24,10 @@ from chatroom.effects import (
     Tell,
     ToBus,
 )
+from chatroom.passwords import Registration
 from chatroom.rules import Hold, Member, Now, RoomRules, State, network_of
 from formatting.sanitize import strip_sgr
-from protocol import commands, messages
+from protocol import commands, lines, messages
 from protocol.commands import Action, Say
 
 NOW = Now(wall=1_700_000_000.0, mono=500.0)
@@ -596,10 +597,10 @@ def test_whois_here_elsewhere_and_nowhere() -> None:
     room = rules()
     asker = joined(room, "asker")
     here = told(room.whois(asker, "ASKER", LATER, None), asker)[0]
-    assert here.endswith(messages.WHOIS(name="asker", since=NOW.stamp, ago="1m05s", idle="1m05s"))
+    assert here.endswith(messages.WHOIS(name="asker", since=NOW.stamp, ago="1m05s", idle="1m05s", away=""))
     carol = Present("carol", "b", "x", 0.0, NOW.wall)
     there = told(room.whois(asker, "carol", LATER, carol), asker)[0]
-    assert there.endswith(messages.WHOIS_ELSEWHERE(name="carol", since=NOW.stamp, ago="1m05s"))
+    assert there.endswith(messages.WHOIS_ELSEWHERE(name="carol", since=NOW.stamp, ago="1m05s", away=""))
     assert messages.NO_SUCH_USER.matches(told(room.whois(asker, "x", NOW, None), asker)[0])
 
 
@@ -657,3 +658,162 @@ def test_closing_tells_everyone_and_returns_farewells_for_the_other_servers() ->
         "[" + NOW.stamp + "] " + messages.DISCONNECTED(name="bob", count=5),
     ]
     assert room.members() == []
+
+
+# --- registered names, away, catch-up, search ---------------------------------------------------
+
+
+def registered_room(**settings: object) -> RoomRules:
+    room = rules(**settings)
+    room.registered["alice"] = Registration("alice", "SECRET", seen=NOW.wall - 3600)
+    return room
+
+
+def test_a_registered_name_is_held_and_then_wants_its_password() -> None:
+    room = registered_room()
+    m = member()
+    room.connect(m)
+    held = room.hold(m, "ALICE")
+    assert isinstance(held, Hold) and held.registered
+    assert room.secret("alice") == "SECRET"
+
+
+def test_the_right_password_lets_the_owner_in_without_asking_and_replays_what_it_missed() -> None:
+    room = registered_room()
+    alice = named(room, "alice")
+    assert room.password_right(alice)[0] == Log("password accepted for alice (10.0.0.1:4000)")
+    assert room.admits_at_once(alice)
+    missed = ["[11:00:00] <bob> while you were out"]
+    effects = room.request(alice, NOW, [], ["ignored"], missed)
+    assert alice.state is State.IN_ROOM and QueueChanged() in effects
+    assert "approved (registered name) alice (10.0.0.1:4000)" in logged(effects)
+    welcome = told(effects, alice)
+    since = lines.stamp(NOW.wall - 3600)
+    assert welcome[1:] == [
+        f"[{NOW.stamp}] " + messages.CATCH_UP_START(since=since, count=1),
+        "[11:00:00] <bob> while you were out",
+        f"[{NOW.stamp}] " + messages.CATCH_UP_END(),
+    ]
+    assert told(room.request(named(room, "x", port=9), NOW, [], [], []), alice) == []
+
+
+def test_nothing_missed_is_said_so() -> None:
+    room = registered_room()
+    alice = named(room, "alice")
+    room.password_right(alice)
+    welcome = told(room.request(alice, NOW, [], ["old"], []), alice)
+    assert welcome[1] == f"[{NOW.stamp}] " + messages.NOTHING_MISSED(since=lines.stamp(NOW.wall - 3600))
+
+
+def test_an_operator_can_still_be_asked_about_registered_names() -> None:
+    room = registered_room(ask_registered=True)
+    alice = named(room, "alice")
+    room.password_right(alice)
+    room.request(alice, NOW, [], [])
+    assert alice.state is State.WAITING
+
+
+def test_wrong_passwords_are_answered_ever_later_from_one_address() -> None:
+    room = registered_room()
+    alice = named(room, "alice")
+    delays = [room.password_wrong(alice, NOW, tries)[0] for tries in range(1, 8)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    _delay, effects = room.password_wrong(alice, NOW, 1)
+    assert told(effects, alice) == [messages.PASSWORD_WRONG(name="alice")]
+    assert "PASS" not in " ".join(logged(effects))
+    later = Now(NOW.wall + 4000, NOW.mono + 4000)  # an hour later the address starts afresh
+    assert room.password_wrong(alice, later, 1)[0] == 1.0
+    elsewhere = named(room, "x", host="10.9.9.9")
+    assert room.password_wrong(elsewhere, NOW, 1)[0] == 1.0
+
+
+def test_leaving_remembers_when_for_the_next_catch_up() -> None:
+    room = registered_room()
+    alice = named(room, "alice")
+    room.password_right(alice)
+    room.admit(alice, NOW, [], [])
+    effects = room.leave(alice, LATER, 0)
+    (op,) = [o for o in ops(effects) if isinstance(o, Registered)]
+    assert op == Registered("alice", Registration("alice", "SECRET", seen=LATER.wall))
+
+
+def test_registering_a_name_and_changing_and_dropping_its_password() -> None:
+    room = rules()
+    bob = joined(room, "bob")
+    assert room.register_refusal(bob, "short") == messages.PASSWORD_TOO_SHORT.format(limit=6)
+    assert room.register_refusal(bob, "long enough") is None
+    effects = room.register(bob, "HASH", NOW)
+    assert told(effects, bob) == [f"[{NOW.stamp}] " + messages.REGISTERED(name="bob")]
+    assert ops(effects) == [Registered("bob", Registration("bob", "HASH"))] and bob.owner
+    assert room.register_refusal(bob, "long enough") == messages.ALREADY_REGISTERED.format(name="bob")
+    assert room.password_refusal(bob, "another one") is None
+    assert ops(room.change_password(bob, "HASH2", NOW)) == [Registered("bob", Registration("bob", "HASH2"))]
+    assert ops(room.unregister(bob, NOW)) == [Registered("bob", None)] and not bob.owner
+    assert messages.REGISTER_REJECTED.matches(told(room.unregister(bob, NOW), bob)[0])
+
+
+def test_nobody_else_may_take_a_registered_name_even_with_nick() -> None:
+    room = registered_room()
+    carol = joined(room, "carol")
+    assert room.rename_refusal(carol, "Alice") == messages.NAME_REGISTERED
+    other = named(room, "x", port=5)
+    assert room.password_refusal(other, "whatever1") == messages.NOT_YOURS.format(name="x")
+
+
+def test_the_operator_lets_a_registered_name_go() -> None:
+    room = registered_room()
+    assert room.unregister_name("ALICE") == (["unregistered alice"], [ToBus(Registered("alice", None))])
+    assert room.unregister_name("alice") == ([], [])
+
+
+def test_registrations_from_other_servers() -> None:
+    room = rules()
+    assert logged(room.registration_arrived("dave", Registration("dave", "H"))) == [
+        "registered dave (on another server)"
+    ]
+    assert room.rename_refusal(joined(room, "x"), "dave") == messages.NAME_REGISTERED
+    assert logged(room.registration_arrived("dave", None)) == ["unregistered dave (on another server)"]
+
+
+def test_joins_and_leaves_are_not_history() -> None:
+    room = rules()
+    joined(room, "bob")
+    alice = named(room, "alice", port=2)
+    assert not any(isinstance(e, Remember) for e in room.admit(alice, NOW, [], []))
+    assert not any(isinstance(e, Remember) for e in room.leave(alice, NOW, 0))
+    room.shared = True
+    carol = named(room, "carol", port=3)
+    (publish,) = [op for op in ops(room.admit(carol, NOW, [], [])) if isinstance(op, Publish)]
+    assert publish.remember is False
+
+
+def test_away_shows_in_who_whois_and_answers_private_messages() -> None:
+    room = rules()
+    alice, bob = joined(room, "alice"), joined(room, "bob", port=2)
+    effects = room.away(bob, "lunch, then a walk", NOW)
+    assert told(effects, bob) == [f"[{NOW.stamp}] " + messages.AWAY(reason=": lunch, then a walk")]
+    assert ops(effects) == [Enter("bob", "bob", bob.address, NOW.wall, NOW.wall, "lunch, then a walk")]
+    who = told(room.who(alice, NOW, [Present("carol", "b", "x", 0.0, NOW.wall + 1, "")]), alice)
+    assert who == [
+        f"[{NOW.stamp}] " + messages.WHO(count=3, names="alice, bob (away: lunch, then a walk), carol (away)")
+    ]
+    assert told(room.whois(alice, "bob", NOW, None), alice)[0].endswith(", away: lunch, then a walk")
+    pm = told(room.private(alice, "bob", "hi", None, NOW, None), alice)
+    assert pm[1] == f"[{NOW.stamp}] " + messages.IS_AWAY(name="bob", reason=": lunch, then a walk")
+    room.back(bob, NOW)
+    assert len(told(room.private(alice, "bob", "hi", None, NOW, None), alice)) == 1
+
+
+def test_search_answers() -> None:
+    room = rules()
+    alice = joined(room, "alice")
+    found = told(room.searched(alice, "cake", ["[10:00:00] <bob> cake?"], NOW), alice)
+    assert found == [
+        f"[{NOW.stamp}] " + messages.SEARCH_START(words="'cake'", count=1),
+        "[10:00:00] <bob> cake?",
+        f"[{NOW.stamp}] " + messages.SEARCH_END(),
+    ]
+    assert messages.SEARCH_NOTHING.matches(told(room.searched(alice, "pie", [], NOW), alice)[0])
+    assert messages.SEARCH_UNAVAILABLE.matches(
+        told(room.searched(alice, "pie", "history is paused", NOW), alice)[0]
+    )

@@ -61,7 +61,7 @@ def test_each_line_says_what_the_server_meant(line: str, event: s.Event) -> None
 
 
 def test_every_refusal_is_a_refusal() -> None:
-    fields = {"limit": 3, "name": "bob"}
+    fields = {"limit": 3, "name": "bob", "where": "address"}
     for refusal in messages.REFUSALS:
         event = s.read(lines.notice(None, refusal(**fields)))
         assert isinstance(event, s.Refused) and event.text in refusal(**fields)

@@ -11,7 +11,12 @@ Rules:
 
 * Phases: CONNECTING until the server asks for a name (and again after one is
   sent, until the server answers it), NAMING while the user is to type one,
-  WAITING for the operator, IN_ROOM, DONE.
+  PASSWORD while the user is to type a registered name's password, WAITING
+  for the operator, IN_ROOM, DONE.
+* Passwords are never shown or kept: typed without echo (``hidden``), or read
+  from ``--password-file``, which is sent once (a second prompt means it was
+  wrong). ``/register`` and ``/password`` typed without one ask for it twice,
+  without echo, and send it once both agree.
 * The first line must be a chat server's: its greeting, a refusal, or "this
   server speaks TLS". Anything else means HOST:PORT is some other service.
 * Lines typed before we are in the room are held, in order (``queued``), and
@@ -39,11 +44,14 @@ from protocol.names import name_key
 
 #: How much of a stranger's first line to quote when saying it is not a chat server.
 QUOTE_LENGTH = 60
+#: Typed alone, these ask for a password without echo (twice) and send it after themselves.
+SECRET_COMMANDS = frozenset({"/register", "/password"})
 
 
 class Phase(Enum):
     CONNECTING = "connecting"
     NAMING = "naming"
+    PASSWORD = "giving the password"
     WAITING = "waiting for the operator"
     IN_ROOM = "in the room"
     DONE = "done"
@@ -98,11 +106,13 @@ class Conversation:
         interactive: bool,
         stamp: Callable[[], str],
         client_help: Sequence[tuple[str, str]] = (),
+        password: str | None = None,
     ) -> None:
         """``server`` is HOST:PORT, for messages; ``name`` answers the first name prompt.
 
         ``stamp`` gives the time for the client's own notices (``12:00:05``).
         ``client_help`` rows, (label, text), are shown below the server's /help.
+        ``password`` answers the first password prompt (from ``--password-file``).
         """
         self.server = server
         self.interactive = interactive
@@ -118,9 +128,23 @@ class Conversation:
         self._answered = False  # the server said something a chat server says
         self._held: list[str] = []
         self._leave_once_in = False
+        self._password = password
+        self._secret: tuple[str, str | None] | None = None  # (/register or /password, the first entry)
         self._replaying = False
         self._spoke: dict[str, int] = {}  # name -> when it last spoke (a count of lines)
         self._lines = 0
+
+    @property
+    def hidden(self) -> bool:
+        """Is what the user types now a password (not to be echoed or kept)?"""
+        return self.phase is Phase.PASSWORD or self._secret is not None
+
+    @property
+    def secret_prompt(self) -> str | None:
+        """The prompt while a password is typed for /register or /password."""
+        if self._secret is None:
+            return None
+        return "Password again: " if self._secret[1] is not None else "New password (not shown): "
 
     @property
     def queued(self) -> tuple[str, ...]:
@@ -196,6 +220,21 @@ class Conversation:
         self.phase = Phase.NAMING
         return []
 
+    def asked_for_password(self) -> list[Effect]:
+        """The name is registered: its password, from the file (once), or typed by the user."""
+        if self.phase is Phase.DONE:
+            return []
+        if self._password is not None:
+            password, self._password = self._password, ""
+            if password:
+                return [Send(password)]
+            return self._finish(ExitCode.REFUSED, "the password in --password-file was not accepted")
+        if not self.interactive:
+            why = "the name is registered: give its password with --password-file"
+            return self._finish(ExitCode.REFUSED, why)
+        self.phase = Phase.PASSWORD
+        return []
+
     def closed(self, lost: bool) -> list[Effect]:
         """The connection ended (``lost``: the network failed, rather than the server closing)."""
         if self.leaving:
@@ -221,9 +260,14 @@ class Conversation:
         """A line the user typed: a name when the server asked for one, else a line for the room."""
         if self.phase is Phase.DONE or self.leaving or self._leave_once_in:
             return []
-        if self.phase is Phase.NAMING:
+        if self.phase in (Phase.NAMING, Phase.PASSWORD):
             self.phase = Phase.CONNECTING
             return [Send(text)]
+        if self._secret is not None:
+            return self._secret_typed(text)
+        if self.interactive and self.phase is Phase.IN_ROOM and text.strip().lower() in SECRET_COMMANDS:
+            self._secret = (text.strip().lower(), None)
+            return []
         local = commands.parse_client(text)
         if local is not None:
             return [self._ignore(local)]
@@ -269,6 +313,21 @@ class Conversation:
         mentioned = me is not None and name.casefold() != me.casefold() and layout.mentions(text, me)
         alert = (mentioned or private) and not self._replaying
         return [Show(line, serverlines.text_start(line), me if mentioned else None, alert)]
+
+    def _secret_typed(self, text: str) -> list[Effect]:
+        """A password for /register or /password, typed twice without echo."""
+        assert self._secret is not None
+        command, first = self._secret
+        if not text:
+            self._secret = None
+            return [self._notice(messages.PASSWORD_NOT_SENT(reason="nothing was typed"))]
+        if first is None:
+            self._secret = (command, text)
+            return []
+        self._secret = None
+        if text != first:
+            return [self._notice(messages.PASSWORD_NOT_SENT(reason="the two did not match"))]
+        return [Send(f"{command} {text}")]
 
     def _admitted(self, welcome: serverlines.Welcome) -> list[Effect]:
         self.phase, self.name = Phase.IN_ROOM, welcome.name

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from chatroom.tls import TlsLayer
 from chatroom.transport import LineStream, dial
 from protocol.framing import Line, LineReader, encode_line
-from protocol.serverlines import NamePrompt, is_name_prompt
+from protocol.serverlines import NamePrompt, PasswordPrompt, is_name_prompt, is_password_prompt
 
 #: Seconds of silence before TCP asks whether the server is still there.
 KEEPALIVE_IDLE = 60
@@ -52,8 +52,8 @@ class Link:
                 raise
         return link
 
-    def receive(self, deadline: float | None) -> Iterator[list[str | NamePrompt]]:
-        """What each read brings: lines, and ``NamePrompt`` when the server asks for a name.
+    def receive(self, deadline: float | None) -> Iterator[list[str | NamePrompt | PasswordPrompt]]:
+        """What each read brings: lines, and a prompt when the server asks for a name or a password.
 
         Until the first of them, waits no later than ``deadline`` (then
         ``TimeoutError``); after that, for ever. Ends with
@@ -61,12 +61,13 @@ class Link:
         """
         reader = self.stream.reader
         while True:
-            batch: list[str | NamePrompt] = [
+            batch: list[str | NamePrompt | PasswordPrompt] = [
                 event.text for event in self.stream.events(deadline) if isinstance(event, Line)
             ]
-            if is_name_prompt(reader.partial()):
+            partial = reader.partial()
+            if is_name_prompt(partial) or is_password_prompt(partial):
                 reader.feed(b"\n")  # consume it, so it is reported once
-                batch.append(NamePrompt())
+                batch.append(NamePrompt() if is_name_prompt(partial) else PasswordPrompt())
             if batch:
                 deadline = None
                 yield batch

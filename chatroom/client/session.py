@@ -24,7 +24,7 @@ from collections.abc import Callable
 from chatroom.client.conversation import Conversation, Effect, Finish, Send, Show
 from chatroom.client.link import Link
 from chatroom.transport import Disconnected
-from protocol.serverlines import NamePrompt
+from protocol.serverlines import NamePrompt, PasswordPrompt
 
 #: Seconds for a chat server to answer: connecting, the TLS handshake and its first line.
 ANSWER_WAIT = 5.0
@@ -83,10 +83,12 @@ class Session:
         """Connecting (or the TLS handshake) did not finish in time."""
         self._apply(self.conversation.unanswered(ANSWER_WAIT, self.tls))
 
-    def _heard(self, batch: list[str | NamePrompt]) -> None:
+    def _heard(self, batch: list[str | NamePrompt | PasswordPrompt]) -> None:
         for item in batch:
             if isinstance(item, NamePrompt):
                 self._apply(self.conversation.asked_for_name())
+            elif isinstance(item, PasswordPrompt):
+                self._apply(self.conversation.asked_for_password())
             else:
                 self._apply(self.conversation.hear(item))
 

@@ -33,12 +33,13 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.completion import DynamicCompleter
+from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.output import create_output
@@ -63,6 +64,7 @@ KEY_WIDTH = 12
 EXTRAS = (
     "/ignore NAME hides NAME's messages in this client (/unignore NAME; /ignore alone lists them).",
     ":thumbs_up: and other emoji names are sent as the emoji itself.",
+    "/register and /password alone ask for the password without showing it, twice.",
     "Your name in someone else's message is highlighted and rings the bell, as does a private message.",
 )
 #: Rows (label, text) below the server's /help.
@@ -136,6 +138,25 @@ class AbovePrompt:
             await self._last
 
 
+class Discreet(History):
+    """The lines typed before, but never a password (typed while ``hidden()``)."""
+
+    def __init__(self, kept: History, hidden: Callable[[], bool]) -> None:
+        super().__init__()
+        self._kept = kept
+        self._hidden = hidden
+
+    def load_history_strings(self) -> Iterable[str]:
+        return self._kept.load_history_strings()
+
+    def append_string(self, string: str) -> None:
+        if not self._hidden():
+            super().append_string(string)
+
+    def store_string(self, string: str) -> None:
+        self._kept.store_string(string)
+
+
 class Interrupted(Exception):
     """Ctrl-C at the input line."""
 
@@ -149,6 +170,10 @@ def prompt_text(conversation: Conversation) -> StyleAndTextTuples:
     rows: StyleAndTextTuples = [("class:queued", f"{QUEUED}{text}\n") for text in conversation.queued]
     if conversation.phase is Phase.NAMING:
         prompt = messages.NAME_PROMPT
+    elif conversation.phase is Phase.PASSWORD:
+        prompt = messages.PASSWORD_PROMPT
+    elif conversation.secret_prompt is not None:
+        prompt = conversation.secret_prompt
     elif conversation.phase is Phase.IN_ROOM:
         prompt = f"{conversation.name}> "
     elif conversation.phase is Phase.WAITING:
@@ -156,6 +181,11 @@ def prompt_text(conversation: Conversation) -> StyleAndTextTuples:
     else:
         prompt = "> "
     return [*rows, ("", prompt)]
+
+
+def completing(conversation: Conversation) -> bool:
+    """Does Tab complete now? Not at the name prompt, and never in a password."""
+    return conversation.phase is not Phase.NAMING and not conversation.hidden
 
 
 def run_terminal(session: Session, printer: Printer, history: History, emoji_glyphs: bool) -> None:
@@ -171,8 +201,11 @@ def run_terminal(session: Session, printer: Printer, history: History, emoji_gly
     completer = ChatCompleter(conversation.others, emoji_glyphs)
     prompt: PromptSession[str] = PromptSession(
         lambda: prompt_text(conversation),
-        history=history,
-        completer=DynamicCompleter(lambda: None if conversation.phase is Phase.NAMING else completer),
+        history=Discreet(history, lambda: conversation.hidden),
+        is_password=Condition(lambda: conversation.hidden),
+        completer=DynamicCompleter(
+            lambda: None if conversation.phase is Phase.NAMING or conversation.hidden else completer
+        ),
         complete_while_typing=False,  # a menu only on Tab, not at every keystroke
         erase_when_done=True,
         interrupt_exception=Interrupted,  # a KeyboardInterrupt would escape the task as a traceback

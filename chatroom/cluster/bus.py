@@ -16,7 +16,18 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from chatroom.bus import BanChange, Enter, Leave, Op, Present, Publish, Release, RoomEvents
+from chatroom.bus import (
+    BanChange,
+    Enter,
+    Leave,
+    Op,
+    Present,
+    Publish,
+    Registered,
+    Release,
+    RoomEvents,
+    SearchUnavailable,
+)
 from chatroom.cluster.scripts import (
     Keys,
     Scripts,
@@ -24,12 +35,17 @@ from chatroom.cluster.scripts import (
     parse_ban_entry,
     parse_elsewhere,
     parse_find,
+    parse_registration,
+    registration_value,
     run,
     stream_id,
 )
 from chatroom.cluster.subscriber import Subscription
 from chatroom.cluster.writer import Health, Line, Unclaim, Writer
 from chatroom.config import Settings
+from chatroom.passwords import Registration
+from chatroom.storage import CATCH_UP
+from protocol.lines import unstamped_lines
 
 log = logging.getLogger("chat")
 
@@ -68,10 +84,14 @@ class ClusterBus:
         self._lock = threading.Lock()  # guards what follows
         self._seq = 0  # public lines this server sent (each has the next number)
         self._delivered = 0  # the last of ours the subscription delivered
-        self._recent: deque[str] = deque(maxlen=settings.history)  # history, for newcomers here
+        #: Lines to replay and catch up on, with when they were said: a newcomer gets the last
+        #: ``--history`` of them, a registered name what was said since it left (``since``).
+        self._memory = max(settings.history, CATCH_UP) if settings.history else 0
+        self._archive = max(settings.history, settings.keep_lines) if settings.history else 0
+        self._recent: deque[tuple[float, str]] = deque(maxlen=self._memory)
         self._last_id = (0, 0)  # the newest stream id in _recent
-        self._pending_bans: list[BanChange] = []  # made while apart
-        self._reloaded: tuple[list[str], tuple[int, int]] = ([], (0, 0))  # history as _reunite read it
+        self._pending: list[BanChange | Registered] = []  # bans and registrations changed while apart
+        self._reloaded: tuple[list[tuple[float, str]], tuple[int, int]] = ([], (0, 0))  # as _reunite read it
         self._apart_since = 0.0
         self._closing = threading.Event()
         self._listener = threading.Thread(target=self._listen, name="redis-listener", daemon=True)
@@ -93,7 +113,7 @@ class ClusterBus:
             self._health,
             self._origin,
             node,
-            self.settings.history,
+            self._archive,
             self.settings.redis_ttl,
             room.names_lost,
         )
@@ -132,8 +152,8 @@ class ClusterBus:
     def send(self, op: Op) -> None:
         writer, up = self._need(self._writer), self._health.up
         match op:
-            case Publish(lines):
-                self._publish(lines)
+            case Publish(lines, remember):
+                self._publish(lines, remember)
             case Enter(key):
                 writer.entered(op)
             case Leave(key):
@@ -143,27 +163,33 @@ class ClusterBus:
                 if claim is not None and up:
                     writer.put(Unclaim(key, claim))
                 return
-            case BanChange() if not up:
+            case BanChange() | Registered() if not up:
                 with self._lock:
-                    self._pending_bans.append(op)
+                    self._pending.append(op)
                 return
         if up and not isinstance(op, Publish):
             writer.put(op)
 
-    def _publish(self, lines: Sequence[str]) -> None:
+    def _publish(self, lines: Sequence[str], remember: bool = True) -> None:
         writer = self._need(self._writer)
         with self._lock:
             for text in lines:
                 self._seq += 1
-                writer.put(Line(self._seq, text))
+                writer.put(Line(self._seq, text, remember))
 
     def remember(self, lines: Sequence[str]) -> None:
+        now = time.time()
         with self._lock:
-            self._recent.extend(lines)
+            self._recent.extend((now, line) for line in lines)
 
     def recent(self) -> list[str]:
+        keep = self.settings.history
         with self._lock:
-            return list(self._recent)
+            return [line for _at, line in list(self._recent)[-keep:]] if keep else []
+
+    def since(self, at: float) -> list[str]:
+        with self._lock:
+            return [line for said, line in self._recent if said > at]
 
     def part(self) -> list[str]:
         """Apart from now on; returns the lines that were on their way out and never came back."""
@@ -171,13 +197,13 @@ class ClusterBus:
         self._health.epoch += 1  # failures of calls made before this are old news
         unsent = self._need(self._writer).unsent()
         with self._lock:
-            self._pending_bans += [op for op in unsent if isinstance(op, BanChange)]
+            self._pending += [op for op in unsent if isinstance(op, BanChange | Registered)]
             return [op.text for op in unsent if isinstance(op, Line) and op.seq > self._delivered]
 
     def rejoin(self) -> None:
         """One room again, with the history ``_reunite`` read from Redis."""
         with self._lock:
-            self._recent = deque(self._reloaded[0], maxlen=self.settings.history)
+            self._recent = deque(self._reloaded[0], maxlen=self._memory)
             self._last_id = self._reloaded[1]
             self._delivered = self._seq
         self._health.up = True
@@ -191,6 +217,36 @@ class ClusterBus:
             return [parse_ban_entry(raw) for raw in self._client.smembers(self._keys.bans)]
         except RedisError as error:
             raise ConnectionError(f"cannot read bans from Redis at {self.where}: {error}") from error
+
+    def registrations(self) -> dict[str, Registration]:
+        """The registered names kept in Redis (asked once, when the room starts)."""
+        try:
+            stored: Any = self._client.hgetall(self._keys.registered)
+        except RedisError as error:
+            raise ConnectionError(
+                f"cannot read registered names from Redis at {self.where}: {error}"
+            ) from error
+        found = {key.decode(): parse_registration(value) for key, value in stored.items()}
+        return {key: registration for key, registration in found.items() if registration is not None}
+
+    def search(self, words: Sequence[str], limit: int) -> list[str]:
+        """A bounded scan of the shared history (the last ``--keep-lines``), newest first."""
+        wanted = [word.casefold() for word in words]
+        try:
+            entries: Any = (
+                self._client.xrevrange(self._keys.history, count=self._archive) if self._archive else []
+            )
+        except RedisError as error:
+            raise SearchUnavailable(f"Redis did not answer ({error})") from error
+        found: list[str] = []
+        lines = [entry[1][b"line"].decode() for entry in entries]
+        for line, text in zip(lines, unstamped_lines(lines) if lines else [], strict=True):
+            folded = text.casefold()
+            if all(word in folded for word in wanted):
+                found.append(line)
+                if len(found) == limit:
+                    break
+        return found[::-1]
 
     def claim(self, key: str) -> bool:
         writer = self._need(self._writer)
@@ -260,7 +316,7 @@ class ClusterBus:
                 self._delivered = first + len(entries) - 1
             for entry_id, line in entries:
                 at = stream_id(entry_id)
-                if at > self._last_id:  # not already loaded with the history
+                if at > self._last_id:  # kept in history, and not already loaded with it
                     new.append(line)
                     self._last_id = at
         self._events().lines_arrived([line for _id, line in entries], new)
@@ -270,9 +326,14 @@ class ClusterBus:
         self._events().private_arrived(key, sender, line)
 
     def _on_control(self, data: bytes) -> None:
-        origin, action, entry = json.loads(data)
-        if origin != self._origin:
-            kind, value = parse_ban_entry(entry)
+        origin, action, *about = json.loads(data)
+        if origin == self._origin:
+            return
+        if action == "reg":
+            key, value = about
+            self._events().registration_arrived(key, parse_registration(value))
+        else:
+            kind, value = parse_ban_entry(about[0])
             self._events().ban_arrived(kind, value, action == "ban", origin.rsplit("/", 1)[0])
 
     def _separate(self) -> None:
@@ -317,13 +378,13 @@ class ClusterBus:
             lost = writer.keep(self._health.epoch, mode="claim")
             elsewhere = len(self._ask_elsewhere())
             entries: Any = []
-            if self.settings.history:
-                entries = self._client.xrevrange(self._keys.history, count=self.settings.history)
+            if self._memory:
+                entries = self._client.xrevrange(self._keys.history, count=self._memory)
         except BaseException:
             subscription.close()
             raise
         entries.reverse()
-        reloaded = [entry[1][b"line"].decode() for entry in entries]
+        reloaded = [(stream_id(entry[0].decode())[0] / 1000, entry[1][b"line"].decode()) for entry in entries]
         self._reloaded = (reloaded, stream_id(entries[-1][0].decode()) if entries else (0, 0))
         self._subscription = subscription
         room.bus_back(elsewhere, announce=not first)  # calls rejoin()
@@ -343,21 +404,26 @@ class ClusterBus:
         return parse_elsewhere(self._ask(self._scripts.elsewhere(self._node())))
 
     def _store_bans(self) -> list[tuple[str, str]]:
-        """Store our bans and those made while apart; returns the stored list, the truth from now on."""
+        """Store our bans, and bans and registrations changed while apart; returns the stored bans."""
         ours = [ban_entry(kind, value) for kind, value in self._events().bans()]
         with self._lock:
-            pending, self._pending_bans = self._pending_bans, []
+            pending, self._pending = self._pending, []
         try:
             pipe = self._client.pipeline(transaction=False)
             if ours:
                 run(pipe, self._scripts.ban(self._origin, True, ours))
             for op in pending:
-                run(pipe, self._scripts.ban(self._origin, op.banned, [ban_entry(op.kind, op.value)]))
+                if isinstance(op, BanChange):
+                    run(pipe, self._scripts.ban(self._origin, op.banned, [ban_entry(op.kind, op.value)]))
+                elif (value := registration_value(op.registration)) is None:
+                    pipe.hdel(self._keys.registered, op.key)
+                else:
+                    pipe.hset(self._keys.registered, op.key, value)
             pipe.smembers(self._keys.bans)
             stored = pipe.execute()[-1]
         except BaseException:
             with self._lock:
-                self._pending_bans[:0] = pending
+                self._pending[:0] = pending
             raise
         return [parse_ban_entry(raw) for raw in stored]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatroom.bus import Present
+from chatroom.passwords import Registration
 
 #: The words of one Redis command.
 Command = tuple[object, ...]
@@ -47,6 +48,11 @@ class Keys:
     @property
     def nodes(self) -> str:
         return self.prefix + "nodes"
+
+    @property
+    def registered(self) -> str:
+        """Registered names: name key -> ``registration_value``."""
+        return self.prefix + "registered"
 
     def node(self, node: str) -> str:
         """The channel of private messages for the people on ``node``."""
@@ -233,14 +239,29 @@ def run(target: Any, command: Command) -> Any:
     return target.execute_command(*command)
 
 
-def presence_value(name: str, address: str, since: float, joined: float) -> str:
+def presence_value(name: str, address: str, since: float, joined: float, away: str | None) -> str:
     """What the other servers know about someone here."""
-    return json.dumps({"name": name, "address": address, "since": since, "joined": joined})
+    return json.dumps({"name": name, "address": address, "since": since, "joined": joined, "away": away})
 
 
 def _present(node: bytes, value: bytes) -> Present:
     about = json.loads(value)
-    return Present(about["name"], node.decode(), about["address"], about["since"], about["joined"])
+    return Present(
+        about["name"], node.decode(), about["address"], about["since"], about["joined"], about.get("away")
+    )
+
+
+def registration_value(registration: Registration | None) -> str | None:
+    if registration is None:
+        return None
+    return json.dumps({"name": registration.name, "secret": registration.secret, "seen": registration.seen})
+
+
+def parse_registration(value: bytes | str | None) -> Registration | None:
+    if value is None:
+        return None
+    about = json.loads(value)
+    return Registration(about["name"], about["secret"], about["seen"])
 
 
 def parse_elsewhere(flat: Sequence[bytes]) -> list[Present]:

@@ -24,8 +24,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from chatroom.bus import BanChange, Enter, Leave, Op, SendPrivate
-from chatroom.cluster.scripts import Command, Scripts, ban_entry, presence_value, run
+from chatroom.bus import BanChange, Enter, Leave, Op, Registered, SendPrivate
+from chatroom.cluster.scripts import Command, Scripts, ban_entry, presence_value, registration_value, run
 
 log = logging.getLogger("chat")
 
@@ -39,6 +39,7 @@ class Line:
 
     seq: int
     text: str
+    remember: bool = True  # kept in the shared history (join and leave notices are not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,7 @@ class Writer(threading.Thread):
         health: Health,
         origin: str,
         node: str,
-        history: int,
+        archive: int,
         ttl: float,
         names_lost: Callable[[list[str]], None],
     ) -> None:
@@ -94,7 +95,7 @@ class Writer(threading.Thread):
         self._health = health
         self._origin = origin  # NODE/INCARNATION
         self._node = node
-        self._history = history
+        self._archive = archive  # lines the shared history keeps
         self._ttl_ms = max(1, int(ttl * 1000))
         self._refresh = ttl / 3
         self._names_lost = names_lost
@@ -137,7 +138,7 @@ class Writer(threading.Thread):
 
     def entered(self, op: Enter) -> None:
         with self._cond:
-            self._present[op.key] = presence_value(op.name, op.address, op.since, op.joined)
+            self._present[op.key] = presence_value(op.name, op.address, op.since, op.joined, op.away)
 
     def left(self, key: str) -> None:
         with self._cond:
@@ -237,28 +238,42 @@ class Writer(threading.Thread):
             raise
 
     def _commands(self, batch: list[Queued]) -> Iterator[Command]:
-        members, nodes = self._keys.members(self._node), self._keys.nodes
-        lines: list[Line] = []
-        for item in [*batch, None]:  # None: the end, after which lines still gathered go
-            if isinstance(item, Line):
-                lines.append(item)
+        """The Redis commands for a batch: runs of lines as script calls, the rest one by one."""
+        for remember, group in itertools.groupby(batch, key=_kept):
+            if remember is None:
+                for item in group:
+                    yield from self._command(item)
                 continue
+            lines = [item for item in group if isinstance(item, Line)]
             for at in range(0, len(lines), BATCH_LINES):
                 chunk = lines[at : at + BATCH_LINES]
-                yield self._scripts.publish(
-                    self._history, self._origin, chunk[0].seq, [x.text for x in chunk]
-                )
-            lines = []
-            match item:
-                case SendPrivate(node, key, sender, line):
-                    yield ("PUBLISH", self._keys.node(node), json.dumps([key, sender, line]))
-                case Enter(key, name, address, since, joined):
-                    yield ("HSET", members, key, presence_value(name, address, since, joined))
-                    yield ("PEXPIRE", members, self._ttl_ms)
-                    yield ("SADD", nodes, self._node)
-                case Leave(key):
-                    yield ("HDEL", members, key)
-                case Unclaim(key, claim):
-                    yield self._scripts.release(key, claim)
-                case BanChange(kind, value, banned):
-                    yield self._scripts.ban(self._origin, banned, [ban_entry(kind, value)])
+                keep = self._archive if remember else 0
+                yield self._scripts.publish(keep, self._origin, chunk[0].seq, [x.text for x in chunk])
+
+    def _command(self, item: Queued) -> Iterator[Command]:
+        members, nodes = self._keys.members(self._node), self._keys.nodes
+        match item:
+            case SendPrivate(node, key, sender, line):
+                yield ("PUBLISH", self._keys.node(node), json.dumps([key, sender, line]))
+            case Enter(key, name, address, since, joined, away):
+                yield ("HSET", members, key, presence_value(name, address, since, joined, away))
+                yield ("PEXPIRE", members, self._ttl_ms)
+                yield ("SADD", nodes, self._node)
+            case Leave(key):
+                yield ("HDEL", members, key)
+            case Unclaim(key, claim):
+                yield self._scripts.release(key, claim)
+            case BanChange(kind, value, banned):
+                yield self._scripts.ban(self._origin, banned, [ban_entry(kind, value)])
+            case Registered(key, registration):
+                stored = registration_value(registration)
+                if stored is None:
+                    yield ("HDEL", self._keys.registered, key)
+                else:
+                    yield ("HSET", self._keys.registered, key, stored)
+                yield ("PUBLISH", self._keys.control, json.dumps([self._origin, "reg", key, stored]))
+
+
+def _kept(item: Queued) -> bool | None:
+    """For runs of lines: whether a line is kept in history; None for anything else."""
+    return item.remember if isinstance(item, Line) else None
