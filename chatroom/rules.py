@@ -70,9 +70,9 @@ def _reason(reason: str) -> str:
     return messages.AWAY_REASON.format(reason=reason) if reason else ""
 
 
-def _away_mark(away: str | None, mark: str = messages.AWAY_MARK) -> str:
-    """`` (away: lunch)`` after a name in a list (or ``, away: lunch`` in /whois); nothing if here."""
-    return "" if away is None else mark.format(reason=_reason(away))
+def _away_mark(away: str | None) -> str:
+    """`` (away: lunch)`` after a name in /who's list; nothing for someone here."""
+    return "" if away is None else messages.AWAY_MARK.format(reason=_reason(away))
 
 
 def network_of(host: str) -> str:
@@ -733,18 +733,19 @@ class RoomRules:
                 since=lines.stamp(joined),
                 ago=lines.duration(now.wall - joined),
                 idle=lines.duration(now.mono - target.last_active),
-                away=_away_mark(target.away, messages.AWAY_MARK_WHOIS),
             )
+            who, away = target.name, target.away
         elif found is not None:
             line = messages.WHOIS_ELSEWHERE(
-                name=found.name,
-                since=lines.stamp(found.joined),
-                ago=lines.duration(now.wall - found.joined),
-                away=_away_mark(found.away, messages.AWAY_MARK_WHOIS),
+                name=found.name, since=lines.stamp(found.joined), ago=lines.duration(now.wall - found.joined)
             )
+            who, away = found.name, found.away
         else:
             return [Tell(member.conn, (lines.error(now.stamp, messages.NO_SUCH_USER(name=name)),))]
-        return [Tell(member.conn, (lines.notice(now.stamp, line),))]
+        out = [lines.notice(now.stamp, line)]
+        if away is not None:
+            out.append(lines.notice(now.stamp, messages.IS_AWAY(name=who, reason=_reason(away))))
+        return [Tell(member.conn, tuple(out))]
 
     # --- presence and registered names ------------------------------------------------------
 

@@ -118,11 +118,10 @@ RENAMED = Wording(NOTICE + " {old} is now known as {new}")
 ANNOUNCEMENT = Wording(NOTICE + " Operator: {text}")
 WHO = Wording(NOTICE + " In the room ({count}): {names}")
 WHO_MORE = Wording(NOTICE + " ... {names}")
-WHOIS = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), idle {idle}{away}")
-WHOIS_ELSEWHERE = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), on another server{away}")
-#: After a name in /who and /whois: ``AWAY_MARK`` in a list, ``AWAY_MARK_WHOIS`` at the end of a /whois.
+WHOIS = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), idle {idle}")
+WHOIS_ELSEWHERE = Wording(NOTICE + " {name}: in the room since {since} ({ago} ago), on another server")
+#: After a name in /who's list, for someone away (a /whois says ``IS_AWAY`` on a line of its own).
 AWAY_MARK = " (away{reason})"
-AWAY_MARK_WHOIS = ", away{reason}"
 AWAY_REASON = ": {reason}"
 # Several servers, one room (--redis): the servers lost and found each other again.
 SEPARATED = Wording(

@@ -419,7 +419,8 @@ def test_hundreds_of_abrupt_resets_leave_no_trace(start_server: StartServer) -> 
     assert "Traceback" not in server.log.text()
 
 
-def test_disconnects_while_naming_or_waiting_leave_the_queue_clean(server: ServerProcess) -> None:
+def test_disconnects_while_naming_or_waiting_leave_the_queue_clean(start_server: StartServer) -> None:
+    server = start_server("--max-pending-per-ip", "0", "--max-pending-per-net", "0")  # 10 wait from here
     pid = server.proc.pid
     threads, fds = process_threads(pid), process_fds(pid)
     waiting = []

@@ -597,10 +597,10 @@ def test_whois_here_elsewhere_and_nowhere() -> None:
     room = rules()
     asker = joined(room, "asker")
     here = told(room.whois(asker, "ASKER", LATER, None), asker)[0]
-    assert here.endswith(messages.WHOIS(name="asker", since=NOW.stamp, ago="1m05s", idle="1m05s", away=""))
+    assert here.endswith(messages.WHOIS(name="asker", since=NOW.stamp, ago="1m05s", idle="1m05s"))
     carol = Present("carol", "b", "x", 0.0, NOW.wall)
     there = told(room.whois(asker, "carol", LATER, carol), asker)[0]
-    assert there.endswith(messages.WHOIS_ELSEWHERE(name="carol", since=NOW.stamp, ago="1m05s", away=""))
+    assert there.endswith(messages.WHOIS_ELSEWHERE(name="carol", since=NOW.stamp, ago="1m05s"))
     assert messages.NO_SUCH_USER.matches(told(room.whois(asker, "x", NOW, None), asker)[0])
 
 
@@ -797,7 +797,7 @@ def test_away_shows_in_who_whois_and_answers_private_messages() -> None:
     assert who == [
         f"[{NOW.stamp}] " + messages.WHO(count=3, names="alice, bob (away: lunch, then a walk), carol (away)")
     ]
-    assert told(room.whois(alice, "bob", NOW, None), alice)[0].endswith(", away: lunch, then a walk")
+    assert told(room.whois(alice, "bob", NOW, None), alice)[1].endswith("bob is away: lunch, then a walk.")
     pm = told(room.private(alice, "bob", "hi", None, NOW, None), alice)
     assert pm[1] == f"[{NOW.stamp}] " + messages.IS_AWAY(name="bob", reason=": lunch, then a walk")
     room.back(bob, NOW)

@@ -157,9 +157,8 @@ def test_sigterm_is_prompt_while_history_is_paused(start_server: StartServer, tm
         server.log.wait_for(r"history paused:")
         stop_promptly(server)
     bob.expect(messages.SHUTTING_DOWN)
-    assert re.search(
-        r"history: \d+ lines and 0 ban changes could not be stored in \S+ before exit", server.log.text()
-    )
+    unsaved = r"history: \d+ lines and 0 changes of bans or registered names could not be stored in \S+"
+    assert re.search(unsaved + " before exit", server.log.text())
 
 
 def test_a_truncated_database_never_kills_the_server(start_server: StartServer, tmp_path: Path) -> None:
