@@ -123,7 +123,8 @@ class Session:
             right, delay = self.room.check_password(self.member, password, tries)
             if right:
                 return
-            time.sleep(delay)  # answering wrong passwords slowly makes guessing slow
+            if tries < PASSWORD_TRIES:
+                time.sleep(delay)  # answering wrong passwords slowly makes guessing slow
         name = self.member.name
         self.room.refuse(
             self.member, messages.PASSWORD_REFUSED, f"{PASSWORD_TRIES} wrong passwords", name=name

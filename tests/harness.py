@@ -184,9 +184,10 @@ class RawClient:
         self.lines += [line.decode("utf-8", "replace").rstrip("\r") for line in complete]
         return True
 
-    def read_until_prompt(self, timeout: float = WAIT) -> None:
+    def read_until_prompt(self, timeout: float = WAIT, prompt: str = messages.NAME_PROMPT) -> None:
+        """Wait for a prompt (a line without its newline): the name's, or another."""
         deadline = time.monotonic() + timeout
-        while not self.buffer.decode("utf-8", "replace").endswith(messages.NAME_PROMPT):
+        while not self.buffer.decode("utf-8", "replace").endswith(prompt):
             if not self._fill(deadline - time.monotonic()) or time.monotonic() > deadline:
                 raise AssertionError(f"no name prompt; got {self.lines} {self.buffer!r}")
         self.buffer = b""

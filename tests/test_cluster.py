@@ -180,6 +180,31 @@ def test_history_is_shared_between_servers(node: Node) -> None:
     late.expect(messages.HISTORY_END)
 
 
+def test_registrations_away_and_search_hold_on_every_server(node: Node) -> None:
+    a, b = node("a"), node("b")
+    alice = a.connect("alice")
+    alice.send("/register a good password")
+    alice.expect(messages.REGISTERED)
+    said(alice, "the cake is on server a")
+    alice.send("/away baking")
+    alice.expect(messages.AWAY)
+    bob = enter(b, "bob")
+    bob.send("/who")
+    assert "alice (away: baking)" in bob.expect(messages.WHO)
+    bob.send("/private alice hello")
+    assert messages.IS_AWAY.match(bob.expect(messages.IS_AWAY)) == {"name": "alice", "reason": ": baking"}
+    bob.send("/search cake")
+    assert messages.SEARCH_START.match(bob.expect(messages.SEARCH_START)) == {"words": "'cake'", "count": "1"}
+    assert "the cake is on server a" in bob.expect(messages.MESSAGE)
+    alice.send("/leave")
+    alice.expect_closed()
+    again = RawClient(b.host, b.port)  # the registration holds on server b too
+    again.send_name("alice")
+    again.read_until_prompt(prompt=messages.PASSWORD_PROMPT)
+    again.send("a good password")
+    again.expect(messages.WELCOME)
+
+
 def test_a_crashed_server_frees_its_names_after_the_ttl(node: Node) -> None:
     a, c = node("a"), node("c")
     alice, _dave = enter(a, "alice"), enter(c, "dave")
