@@ -773,15 +773,9 @@ class RoomRules:
         """/register: the member's name is theirs from now on (``secret``: the hashed password)."""
         if member.state is not State.IN_ROOM or member.key in self.registered:
             return []
-        registration = Registration(member.name, secret)
-        self.registered[member.key] = registration
         member.owner = True
-        told = lines.notice(now.stamp, messages.REGISTERED(name=member.name))
-        return [
-            Tell(member.conn, (told,)),
-            ToBus(Registered(member.key, registration)),
-            Log(f"registered {member.who}"),
-        ]
+        registration = Registration(member.name, secret)
+        return self._registration(member, registration, messages.REGISTERED, "registered", now)
 
     def password_refusal(self, member: Member, password: str) -> str | None:
         """Why ``member`` may not change its password now (checked before the new one is hashed)."""
@@ -793,25 +787,27 @@ class RoomRules:
         registration = self.registered.get(member.key)
         if registration is None or not member.owner:
             return []
-        self.registered[member.key] = registration = replace(registration, secret=secret)
-        told = lines.notice(now.stamp, messages.PASSWORD_CHANGED(name=registration.name))
-        return [
-            Tell(member.conn, (told,)),
-            ToBus(Registered(member.key, registration)),
-            Log(f"password changed for {member.who}"),
-        ]
+        changed = replace(registration, secret=secret)
+        return self._registration(member, changed, messages.PASSWORD_CHANGED, "password changed for", now)
 
     def unregister(self, member: Member, now: Now) -> list[Effect]:
         if not member.owner or member.key not in self.registered:
-            reason = messages.NOT_YOURS.format(name=member.name)
-            return [Tell(member.conn, (lines.error(now.stamp, messages.REGISTER_REJECTED(reason=reason)),))]
-        del self.registered[member.key]
+            return self.rejected_registration(member, now, messages.NOT_YOURS.format(name=member.name))
         member.owner = False
-        told = lines.notice(now.stamp, messages.UNREGISTERED(name=member.name))
+        return self._registration(member, None, messages.UNREGISTERED, "unregistered", now)
+
+    def _registration(
+        self, member: Member, registration: Registration | None, told: Wording, logged: str, now: Now
+    ) -> list[Effect]:
+        """A member's own name registered, changed or let go: kept, told, stored, logged."""
+        if registration is None:
+            del self.registered[member.key]
+        else:
+            self.registered[member.key] = registration
         return [
-            Tell(member.conn, (told,)),
-            ToBus(Registered(member.key, None)),
-            Log(f"unregistered {member.who}"),
+            Tell(member.conn, (lines.notice(now.stamp, told(name=member.name)),)),
+            ToBus(Registered(member.key, registration)),
+            Log(f"{logged} {member.who}"),
         ]
 
     def rejected_registration(self, member: Member, now: Now, reason: str) -> list[Effect]:

@@ -180,6 +180,7 @@ def test_search_finds_public_lines_with_their_time_and_sender_never_private_ones
 ) -> None:
     alice, bob = open_server.connect("alice"), open_server.connect("bob")
     alice.send("the **cake** is in the kitchen")
+    bob.expect("the cake is in the kitchen")  # said first, for everyone
     bob.send("/private alice where is the secret cake?")
     bob.send("no cake for me, thanks")
     alice.expect("no cake for me")
