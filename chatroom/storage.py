@@ -47,7 +47,7 @@ process.
 
 **More than the replay.** The file keeps the last ``archive`` lines (at least
 ``keep``), with a full-text index (SQLite's FTS5) of their text as readers see
-it, for ``/search``; the last ``CATCH_UP`` of them are also kept in memory
+it, for ``/search``; the last ``chatroom.replay.CATCH_UP`` of them are also kept in memory
 with their times, for what a registered name missed while away (``since``).
 Registered names and their hashed passwords (``chatroom.passwords``) are in
 the file too, written behind like the rest. A search is run by the writer
@@ -66,11 +66,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from chatroom.passwords import Registration
+from chatroom.replay import Dated, Replay
 from protocol.lines import unstamped_lines
 
 MEMORY = ":memory:"
-#: Lines kept in memory with their times, for catch-up: the most a registered name is replayed.
-CATCH_UP = 500
 #: How long a search may wait for the writer (it may be busy with a slow disk).
 SEARCH_WAIT = 3.0
 
@@ -113,8 +112,6 @@ _TRIM_TEXT = "DELETE FROM messages_text WHERE rowid <= (SELECT max(id) FROM mess
 Fingerprint = tuple[int, int, int, int]
 #: Lines waiting to be written, each with its sequence number and time.
 Lines = list[tuple[int, float, str]]
-#: A line as kept: when it was said, and the line.
-Dated = tuple[float, str]
 #: Bans made (True) or lifted (False), in order: (kind, value, banned).
 BanChanges = list[tuple[str, str, bool]]
 #: Names registered or changed, or let go (None), in order.
@@ -153,7 +150,7 @@ class Store:
         self.path = path
         self.keep = keep
         self.archive = max(keep, archive) if keep else 0
-        self._memory = max(keep, CATCH_UP) if keep else 0
+        self._memory = Replay(keep).size  # lines read back from the file: the replay's
         self._report = report
         try:
             db = _connect(path, STARTUP_WAIT)
@@ -168,7 +165,7 @@ class Store:
         self._db: sqlite3.Connection | None = db
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._stored: deque[Dated] = deque(loaded, maxlen=self._memory)  # the file's last lines
+        self._stored = Replay(keep, loaded)  # the file's last lines
         self._waiting: deque[tuple[int, float, str]] = deque(maxlen=self._memory)  # (number, time, line)
         self._sequence = 0
         self._ban_changes: list[tuple[str, str, bool]] = []
@@ -194,13 +191,12 @@ class Store:
     def recent(self) -> list[str]:
         """The last ``keep`` lines that are in the file, oldest first."""
         with self._lock:
-            stored = list(self._stored)[-self.keep :] if self.keep else []
-        return [line for _at, line in stored]
+            return self._stored.recent()
 
     def since(self, at: float) -> list[str]:
         """The lines in the file said after ``at`` (wall clock), at most ``CATCH_UP`` of them."""
         with self._lock:
-            return [line for said, line in self._stored if said > at]
+            return self._stored.since(at)
 
     def registrations(self) -> dict[str, Registration]:
         """The registered names as loaded at startup, by name key."""
@@ -325,7 +321,7 @@ class Store:
             self._seen = self._fingerprint(self._seen)
         with self._lock:
             if written.replay is not None:
-                self._stored = deque(written.replay, maxlen=self._memory)
+                self._stored = Replay(self.keep, written.replay)
             self._stored.extend(written.lines)
         if written.note:
             self._report(written.note)
@@ -380,7 +376,7 @@ class Store:
         """The file now at the path stands for the one we wrote: give it our bans and the lines it lacks."""
         there = _last_lines(db, self._memory)
         with self._lock:
-            ours = list(self._stored)
+            ours = self._stored.dated()
             bans = sorted(self._bans)
             names = list(self._registrations.items())
         missing = ours[_overlap([line for _, line in there], [line for _, line in ours]) :]

@@ -7,7 +7,6 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -44,7 +43,7 @@ from chatroom.cluster.subscriber import Subscription
 from chatroom.cluster.writer import Health, Line, Unclaim, Writer
 from chatroom.config import Settings
 from chatroom.passwords import Registration
-from chatroom.storage import CATCH_UP
+from chatroom.replay import Dated, Replay
 from protocol.lines import unstamped_lines
 
 log = logging.getLogger("chat")
@@ -86,12 +85,11 @@ class ClusterBus:
         self._delivered = 0  # the last of ours the subscription delivered
         #: Lines to replay and catch up on, with when they were said: a newcomer gets the last
         #: ``--history`` of them, a registered name what was said since it left (``since``).
-        self._memory = max(settings.history, CATCH_UP) if settings.history else 0
         self._archive = max(settings.history, settings.keep_lines) if settings.history else 0
-        self._recent: deque[tuple[float, str]] = deque(maxlen=self._memory)
+        self._recent = Replay(settings.history)
         self._last_id = (0, 0)  # the newest stream id in _recent
         self._pending: list[BanChange | Registered] = []  # bans and registrations changed while apart
-        self._reloaded: tuple[list[tuple[float, str]], tuple[int, int]] = ([], (0, 0))  # as _reunite read it
+        self._reloaded: tuple[list[Dated], tuple[int, int]] = ([], (0, 0))  # as _reunite read it
         self._apart_since = 0.0
         self._closing = threading.Event()
         self._listener = threading.Thread(target=self._listen, name="redis-listener", daemon=True)
@@ -183,13 +181,12 @@ class ClusterBus:
             self._recent.extend((now, line) for line in lines)
 
     def recent(self) -> list[str]:
-        keep = self.settings.history
         with self._lock:
-            return [line for _at, line in list(self._recent)[-keep:]] if keep else []
+            return self._recent.recent()
 
     def since(self, at: float) -> list[str]:
         with self._lock:
-            return [line for said, line in self._recent if said > at]
+            return self._recent.since(at)
 
     def part(self) -> list[str]:
         """Apart from now on; returns the lines that were on their way out and never came back."""
@@ -203,7 +200,7 @@ class ClusterBus:
     def rejoin(self) -> None:
         """One room again, with the history ``_reunite`` read from Redis."""
         with self._lock:
-            self._recent = deque(self._reloaded[0], maxlen=self._memory)
+            self._recent = Replay(self.settings.history, self._reloaded[0])
             self._last_id = self._reloaded[1]
             self._delivered = self._seq
         self._health.up = True
@@ -378,8 +375,8 @@ class ClusterBus:
             lost = writer.keep(self._health.epoch, mode="claim")
             elsewhere = len(self._ask_elsewhere())
             entries: Any = []
-            if self._memory:
-                entries = self._client.xrevrange(self._keys.history, count=self._memory)
+            if self._recent.size:
+                entries = self._client.xrevrange(self._keys.history, count=self._recent.size)
         except BaseException:
             subscription.close()
             raise
