@@ -83,6 +83,13 @@ class Now:
         return lines.stamp(self.wall)
 
 
+class Via(enum.Enum):
+    """The kind of connection a member came through (the operator is told when it is not a terminal's)."""
+
+    TCP = "a line connection"
+    WEB = "the web"
+
+
 @dataclass(eq=False)
 class Member:
     """One connection, from its first byte to its close."""
@@ -92,6 +99,7 @@ class Member:
     port: int
     connected_at: float  # wall clock
     last_active: float  # monotonic
+    via: Via = Via.TCP
     name: str = ""
     key: str = ""
     state: State = State.NAMING
