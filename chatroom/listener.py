@@ -142,14 +142,22 @@ class ChatServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 4096
 
-    def __init__(self, settings: Settings, room: Room, tls_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        room: Room,
+        tls_context: ssl.SSLContext | None,
+        port: int | None = None,
+        handler: type[socketserver.BaseRequestHandler] = LineConnection,
+    ) -> None:
+        """On ``--port`` with ``LineConnection``s, unless told another port and handler (the web's)."""
         self.settings = settings
         self.room = room
         self.tls_context = tls_context
         self._starved = False  # out of file descriptors at the last accept
         if ":" in settings.host:
             self.address_family = socket.AF_INET6
-        super().__init__((settings.host, settings.port), LineConnection)
+        super().__init__((settings.host, settings.port if port is None else port), handler)
 
     @property
     def address(self) -> str:

@@ -77,6 +77,7 @@ class Stream:
         self.sock = sock
         self.other = other
         self.tls: TlsLayer | None = None
+        self._early = b""  # application data that came in with the end of the TLS handshake
         self._send_tls = send_tls
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
@@ -101,6 +102,9 @@ class Stream:
         self.tls = tls
         while not self._handshake_step(tls, data):
             data = self.recv(deadline)
+        # What the peer sent right behind its last handshake record (an HTTP request does
+        # that) arrived with it: the next ``data`` hands it over without waiting for more.
+        self._early, _goodbye = tls.decrypt(b"")
 
     def _handshake_step(self, tls: TlsLayer, data: bytes) -> bool:
         done = tls.handshake(data)
@@ -109,6 +113,9 @@ class Stream:
 
     def data(self, deadline: float | None) -> bytes:
         """What the next read brought, decrypted; may be empty (a TLS record not yet whole)."""
+        if self._early:
+            early, self._early = self._early, b""
+            return early
         data = self.recv(deadline)
         if self.tls is not None:
             data, goodbye = self.tls.decrypt(data)
