@@ -293,7 +293,7 @@ function append(line) {
     const time = document.createElement("time");
     time.textContent = line.at.slice(0, 5);
     time.title = line.at;
-    head.append(time);
+    head.append(time, " ");
   }
   const mine = spoken && line.name === state.me && line.kind !== "PrivateFrom";
   if (spoken) {
@@ -301,7 +301,7 @@ function append(line) {
       const tag = document.createElement("span");
       tag.classList.add("tag");
       tag.textContent = line.kind === "PrivateFrom" ? "PM from" : "PM to";
-      head.append(tag);
+      head.append(tag, " ");
     }
     const who = document.createElement("span");
     who.classList.add("who");
@@ -457,14 +457,13 @@ function showCompletions(c) {
     hint.hidden = true;
     return;
   }
-  hint.replaceChildren(
-    ...c.options.map((option, i) => {
-      const span = document.createElement("span");
-      span.textContent = option.trim();
-      if (i === c.index) span.classList.add("current");
-      return span;
-    }),
-  );
+  hint.replaceChildren();
+  c.options.forEach((option, i) => {
+    const span = document.createElement("span");
+    span.textContent = option.trim();
+    if (i === c.index) span.classList.add("current");
+    hint.append(span, " ");
+  });
   hint.hidden = false;
 }
 
