@@ -203,6 +203,17 @@ def _append(spans: list[Span], text: str, style: Style) -> None:
 
 
 def _apply_sgr(style: Style, codes: str) -> Style:
+    key = (style.sgr, codes)
+    found = _AFTER_SGR.get(key)
+    if found is None:
+        found = _AFTER_SGR[key] = _read_sgr(style, codes)
+    return found
+
+
+_AFTER_SGR: dict[tuple[str, str], Style] = {}  # a few dozen styles exist, as for _TOGGLED
+
+
+def _read_sgr(style: Style, codes: str) -> Style:
     for part in codes.split(";"):
         code = int(part) if part.isdigit() else 0
         if code == 0:
