@@ -8,6 +8,7 @@ operator, the limits, flood and line length), and a browser that stops reading.
 from __future__ import annotations
 
 import http.client
+import shutil
 import socket
 import ssl
 import subprocess
@@ -20,7 +21,7 @@ from web_harness import WebClient, body_text, web_address
 from wsproto.events import CloseConnection
 from wsproto.frame_protocol import FrameProtocol
 
-from harness import PYTHON, ROOT, WAIT, ServerProcess, StartServer
+from harness import PYTHON, ROOT, WAIT, RedisServer, ServerProcess, StartServer
 from protocol import messages
 from protocol.commands import COMMANDS
 
@@ -293,3 +294,35 @@ def test_with_tls_the_page_is_https_and_the_socket_wss(
     moved = plain.getresponse()
     assert moved.status == 301 and moved.getheader("Location") == f"https://{host}:{port}/"
     assert WebClient(server, origin=f"http://{host}:{port}", context=context).status == 403
+
+
+# --- several servers, one room ----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_a_browser_on_one_server_talks_with_a_terminal_on_another(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    shared = ("--approve", "all", "--redis", redis_server.url, "--redis-ttl", "5")
+    a = web_server(start_server, *shared, "--node", "a")
+    b = start_server(*shared, "--node", "b")
+    browser = WebClient(a)
+    browser.join("webster")
+    browser.expect("Welcome")
+    terminal = b.connect("termina")
+    browser.expect("Joined", "termina")
+    terminal.send("hello across")
+    assert browser.expect("Message", "hello across")["name"] == "termina"
+    browser.send("/private termina from the browser")
+    terminal.expect(r"\[PM from webster\] from the browser")
+    browser.send("/who")
+    assert browser.expect("WhoList")["names"] == ["webster", "termina"]
+
+
+def test_an_http_request_too_big_or_too_slow_is_closed(start_server: StartServer) -> None:
+    server = web_server(start_server)
+    assert get(server, "/", headers={"X-Padding": "p" * 20_000}).status == 431
+    _scheme, host, port = web_address(server)
+    with socket.create_connection((host, port), timeout=WAIT) as idle:  # says nothing at all
+        idle.settimeout(WAIT + 15)
+        assert idle.recv(100) == b""  # closed by the server (after 10 s), not by this test

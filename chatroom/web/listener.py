@@ -47,7 +47,7 @@ from chatroom.rules import Member, Via
 from chatroom.session import Session
 from chatroom.transport import Disconnected, Stream
 from chatroom.web.rendering import NAME_PROMPT, WEB_FRAMES, close_frame, hello
-from chatroom.web.routes import Refused, Reply, Site, Upgrade, static_files
+from chatroom.web.routes import MAX_REQUEST_HEAD, Refused, Reply, Site, Upgrade, static_files
 from formatting.shortcodes import to_emoji
 from protocol import lines
 from protocol.framing import Event, Line, LineReader
@@ -56,8 +56,6 @@ log = logging.getLogger("chat")
 
 #: How long an HTTP connection may take to send a request (or stay idle between two).
 HTTP_IDLE = 10.0
-#: The most an HTTP request's head may take; a longer one is answered 431 and closed.
-MAX_REQUEST_HEAD = 16 * 1024
 
 
 class WebPeer(Peer):

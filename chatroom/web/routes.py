@@ -18,7 +18,8 @@ Rules:
   which a visitor's browser would happily let connect here, sends its own
   Origin and is refused at the handshake (403), and so is a request with no
   Origin at all (a browser always sends one).
-* Only GET and HEAD; anything else is 405. No extension (compression) is
+* Only GET and HEAD; anything else is 405. A request's head may take
+  ``MAX_REQUEST_HEAD`` (431 beyond). No extension (compression) is
   negotiated, so a broadcast's frames are the same bytes for every browser
   (``chatroom.web.rendering``).
 """
@@ -53,6 +54,8 @@ COMMON_HEADERS = (
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-cache"),
 )
+#: The most an HTTP request's head may take (h11 enforces it while the head is incomplete, this once whole).
+MAX_REQUEST_HEAD = 16 * 1024
 WEBSOCKET_VERSION = "13"
 UPGRADE = (("Upgrade", "websocket"),)
 
@@ -119,6 +122,9 @@ class Site:
         return f"{self.scheme}://{host}".lower()
 
     def answer(self, request: h11.Request) -> Reply | Upgrade | Refused:
+        head = len(request.target) + sum(len(name) + len(value) for name, value in request.headers)
+        if head > MAX_REQUEST_HEAD:
+            return _text(431, "Request header fields too large.\n", True)
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("ascii", "replace").split("?", 1)[0]
         headers = {name.decode("ascii").lower(): value.decode("latin-1") for name, value in request.headers}
