@@ -28,6 +28,7 @@ from chatroom.room import Room
 from chatroom.serverlog import ServerLog
 from chatroom.storage import Store, StoreError
 from chatroom.tls import server_context
+from chatroom.web.listener import WebServer
 
 log = logging.getLogger("chat")
 
@@ -73,6 +74,21 @@ def make_bus(settings: Settings) -> Bus:
             "--redis needs redis-py: pip install 'chatroom[cluster]' (or: pip install redis)"
         ) from None
     return ClusterBus(settings)
+
+
+def web_front_door(settings: Settings, room: Room, tls: ssl.SSLContext | None) -> WebServer | None:
+    """The page and its WebSocket on ``--web-port``, if asked for."""
+    if settings.web_port is None:
+        return None
+    try:
+        return WebServer(settings, room, tls)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise ValueError(
+            f"--web-port {settings.web_port} on {settings.host} is already in use: "
+            "choose another, or 0 for a free one"
+        ) from None
 
 
 def wait_for_signal(stop: threading.Event) -> None:
@@ -123,6 +139,7 @@ def serve(settings: Settings) -> int:
         access = Access(bus.bans(), read_allow_file(settings.allow_file))
         room = Room(settings, bus, fanout, access, server_log.chat, bus.registrations())
         server = ChatServer(settings, room, tls)
+        web = web_front_door(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, StoreError) as error:
         log.error("cannot start: %s", why_not(error, settings))
@@ -132,6 +149,8 @@ def serve(settings: Settings) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
+    if web is not None:
+        threading.Thread(target=web.serve_forever, name="web", daemon=True).start()
     listening = threading.Event()
     if not interactive:
         # Every thread exists before the "listening" line (tests count them from
@@ -150,14 +169,18 @@ def serve(settings: Settings) -> int:
         bus.where,
         files,
     )
+    if web is not None:
+        log.info("web page at %s (and the room over its WebSocket)", web.url)
     listening.set()
     if interactive:
         run_interactive(operator, stop)
     stop.wait()
 
     log.info("shutting down")
-    server.shutdown()
-    server.server_close()
+    for listener in (server, web):
+        if listener is not None:
+            listener.shutdown()
+            listener.server_close()
     bus.close(room.close(), SHUTDOWN_GRACE / 2)
     fanout.stop(SHUTDOWN_GRACE)
     log.info("stopped")

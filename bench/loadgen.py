@@ -36,7 +36,17 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.wire import MARK, Handshake, Reader, Tally, clean_ncat, make_line, strip_sgr
+from bench.wire import (
+    MARK,
+    Handshake,
+    Reader,
+    Tally,
+    WebHandshake,
+    WebMessages,
+    clean_ncat,
+    make_line,
+    strip_sgr,
+)
 
 #: How often readers that are not timed collect what has arrived, and how much at most.
 BATCH_TICK = 0.05
@@ -60,6 +70,7 @@ class ClientPlan:
     rank: int | None = None  # position among all senders; None: only reads
     stalled: bool = False  # joins, then never reads again
     eager: bool = True  # reads each line as it comes and times it; else reads in batches, untimed
+    web: bool = False  # a browser: joins and reads through the web front door's WebSocket
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class WorkerPlan:
     join_timeout: float = 30.0
     window: int = 1000
     nice: int = 0  # added to the process's niceness (see ``bench.measure.plans``)
+    web_port: int = 0  # the web front door, for clients that are browsers
 
 
 @dataclass(frozen=True)
@@ -141,11 +153,15 @@ def last_words(tail: bytes, error: BaseException | None) -> str:
 class Client:
     """One joined connection: its counters, and how it reads (eagerly or in batches)."""
 
-    def __init__(self, worker: Worker, plan: ClientPlan, sock: socket.socket) -> None:
+    def __init__(
+        self, worker: Worker, plan: ClientPlan, sock: socket.socket, web: WebMessages | None = None
+    ) -> None:
         self.worker = worker
         self.plan = plan
         self.sock = sock
         self.reader = Reader(plan.cid)
+        self.web = web  # a browser's frames, taken apart into messages (one line each)
+        self.web_reader = Reader(plan.cid)  # its count in the browsers' own tally
         self.transport: asyncio.Transport | None = None  # eager clients only
         self.writable = asyncio.Event()
         self.writable.set()
@@ -167,6 +183,9 @@ class Client:
         worker.last_rx_ns = now
         worker.bytes_rx += len(data)
         self.tail = data[-TAIL:] if len(data) >= TAIL else (self.tail + data)[-TAIL:]
+        if self.web is not None:
+            self.messages("\n".join(self.web.feed(data)).encode() + b"\n", now)
+            return
         buffer = self.partial + data if self.partial else data
         cut = buffer.rfind(b"\n") + 1
         self.partial = buffer[cut:]
@@ -176,6 +195,13 @@ class Client:
                 lines, mangled = clean_ncat(lines)
                 worker.mangled += mangled
             worker.tally.feed(self.reader, lines, now, timed=self.plan.eager)
+        if self.progress is not None:
+            self.progress.set()
+
+    def messages(self, lines: bytes, now: int) -> None:
+        """A browser's messages, counted like lines, and in the browsers' own tally too."""
+        self.worker.tally.feed(self.reader, lines, now, timed=self.plan.eager)
+        self.worker.web_tally.feed(self.web_reader, lines, now, timed=self.plan.eager)
         if self.progress is not None:
             self.progress.set()
 
@@ -238,6 +264,7 @@ class Worker:
     def __init__(self, plan: WorkerPlan) -> None:
         self.plan = plan
         self.tally = Tally()
+        self.web_tally = Tally()  # the browsers' deliveries only (they are in ``tally`` too)
         self.clients: list[Client] = []
         self.disconnects: Counter[str] = Counter()
         self.mangled = 0
@@ -306,20 +333,24 @@ class Worker:
         if plan.stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
         try:
-            await loop.sock_connect(sock, (self.plan.host, self.plan.port))
-            shake, tail = Handshake(self.plan.dialect, f"c{plan.cid}"), b""
-            while True:
-                data = await loop.sock_recv(sock, 1 << 16)
-                if not data:
-                    raise ConnectionError(last_words(tail, None))
-                tail = (tail + data)[-TAIL:]
-                reply, leftover = shake.feed(data)
-                if reply:
-                    await loop.sock_sendall(sock, reply)
-                if leftover is not None:
-                    break
-            joined = time.monotonic_ns()
-            client = Client(self, plan, sock)
+            if plan.web:
+                client, joined, after = await self._join_web(plan, sock)
+                leftover: bytes | None = b""
+            else:
+                await loop.sock_connect(sock, (self.plan.host, self.plan.port))
+                shake, tail = Handshake(self.plan.dialect, f"c{plan.cid}"), b""
+                while True:
+                    data = await loop.sock_recv(sock, 1 << 16)
+                    if not data:
+                        raise ConnectionError(last_words(tail, None))
+                    tail = (tail + data)[-TAIL:]
+                    reply, leftover = shake.feed(data)
+                    if reply:
+                        await loop.sock_sendall(sock, reply)
+                    if leftover is not None:
+                        break
+                joined = time.monotonic_ns()
+                client, after = Client(self, plan, sock), []
             if plan.eager and not plan.stalled:
                 await loop.create_connection(lambda: _Eager(client), sock=sock)
         except BaseException:
@@ -331,7 +362,25 @@ class Worker:
             self.batch_poll.register(sock.fileno(), select.EPOLLIN)
         if leftover and not plan.stalled:
             client.received(leftover, joined)
+        if after:
+            client.messages("\n".join(after).encode() + b"\n", joined)
         return joined
+
+    async def _join_web(self, plan: ClientPlan, sock: socket.socket) -> tuple[Client, int, list[str]]:
+        """A browser: the WebSocket upgrade on the web port, then the name, as the page does it."""
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (self.plan.host, self.plan.web_port))
+        shake = WebHandshake(self.plan.host, self.plan.web_port, f"c{plan.cid}")
+        await loop.sock_sendall(sock, shake.opening)
+        while True:
+            data = await loop.sock_recv(sock, 1 << 16)
+            if not data:
+                raise ConnectionError("closed by server during the WebSocket handshake")
+            reply, after = shake.feed(data)
+            if reply:
+                await loop.sock_sendall(sock, reply)
+            if after is not None:
+                return Client(self, plan, sock, shake.messages), time.monotonic_ns(), after
 
     async def _read_batches(self) -> None:
         while True:
@@ -381,6 +430,7 @@ class Worker:
     async def go(self, command: Go) -> dict[str, Any]:
         cpu = cpu_seconds()
         self.tally.start(command.start_ns)
+        self.web_tally.start(command.start_ns)
         senders = [c for c in self.clients if c.plan.rank is not None and c.live_reader]
         end_ns = command.start_ns + int(command.duration * 1e9)
         await asyncio.gather(*(self._send(c, command, end_ns) for c in senders))
@@ -492,6 +542,9 @@ class Worker:
             "garbled": tally.garbled,
             "mangled": self.mangled,
             "hist": {i: int(n) for i, n in enumerate(tally.hist.tolist()) if n},
+            "web_readers": sum(c.plan.web for c in readers),
+            "web_hist": {i: int(n) for i, n in enumerate(self.web_tally.hist.tolist()) if n},
+            "web_max_us": self.web_tally.max_us,
             "max_us": tally.max_us,
             "first_ns": tally.first_ns,
             "last_ns": tally.last_ns,

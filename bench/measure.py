@@ -68,6 +68,7 @@ class Setup:
     ignore_limits: bool = False
     ours: str = str(ROOT)  # the checkout whose Server.py is "ours"
     ours_args: tuple[str, ...] = ()  # added to its command line (tuning flags)
+    web_share: float = 0.0  # readers that are browsers, reading through the web front door
 
     @property
     def total(self) -> int:
@@ -105,7 +106,7 @@ def in_flight(setup: Setup) -> int:
     return max(1, min(setup.parallel, backlog - 2)) if backlog else setup.parallel
 
 
-def plans(setup: Setup, port: int, dialect: str) -> list[WorkerPlan]:
+def plans(setup: Setup, port: int, dialect: str, web_port: int = 0) -> list[WorkerPlan]:
     """Clients go round-robin to workers, so the senders (the first ids) land in different ones.
 
     With ``probe_worker`` the senders and timed readers get a process of their
@@ -119,12 +120,17 @@ def plans(setup: Setup, port: int, dialect: str) -> list[WorkerPlan]:
     extra = 1 if setup.probe_worker else 0
     slices: list[list[ClientPlan]] = [[] for _ in range(setup.workers + extra)]
     stride = max(1, -(-setup.clients // max(1, setup.probes)))  # every stride-th reader is timed
+    senders = min(setup.senders, setup.clients)
     for cid in range(setup.total):
-        sends = cid < min(setup.senders, setup.clients)
+        sends = cid < senders
         stalled = cid >= setup.clients
         eager = sends or (cid % stride == 0 and not stalled)
         index = 0 if extra and eager else extra + cid % setup.workers
-        slices[index].append(ClientPlan(cid, cid if sends else None, stalled, eager))
+        reader = cid - senders  # browsers are spread evenly over the readers that only read
+        web = (
+            not sends and not stalled and int((reader + 1) * setup.web_share) > int(reader * setup.web_share)
+        )
+        slices[index].append(ClientPlan(cid, cid if sends else None, stalled, eager, web))
     timeout = setup.join_timeout
     parallel = max(1, in_flight(setup) // len(slices))
     return [
@@ -139,6 +145,7 @@ def plans(setup: Setup, port: int, dialect: str) -> list[WorkerPlan]:
             timeout,
             setup.window,
             nice=COUNTER_NICE if extra and i > 0 else 0,
+            web_port=web_port,
         )
         for i, mine in enumerate(slices)
         if mine
@@ -198,13 +205,17 @@ def measure(setup: Setup, log_dir: Path) -> dict[str, Any]:
     why_not = spec.available()
     if why_not is None and spec.max_clients and setup.total > spec.max_clients and not setup.ignore_limits:
         why_not = f"{setup.total} clients: {spec.limit_reason}"
+    if why_not is None and setup.web_share and not spec.web:
+        why_not = "no web front door: browsers cannot join it"
     if why_not:
         row.update(status="skipped", reason=why_not)
         return row
     raise_file_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = log_dir / f"{stamp}-{setup.scenario}-{setup.clients}-{setup.stalled}-{setup.server}.log"
-    server = ServerProcess(spec, setup.total, log_path, Path(setup.ours), setup.ours_args)
+    server = ServerProcess(
+        spec, setup.total, log_path, Path(setup.ours), setup.ours_args, setup.web_share > 0
+    )
     measured: list[int] = []  # the log's size when the measurement ended, before teardown
     try:
         with server:
@@ -221,7 +232,7 @@ def _drive(setup: Setup, server: ServerProcess, measured: list[int]) -> dict[str
     pid = server.pid
     idle = _sample(server)
     sampler = Sampler(pid)
-    workers = Workers(plans(setup, server.port, server.spec.dialect))
+    workers = Workers(plans(setup, server.port, server.spec.dialect, server.web_port))
     marks: dict[str, ProcSample] = {"idle": idle}
     try:
         sampler.start()
@@ -350,11 +361,40 @@ def _summarise(
             "samples": sum(hist),
         },
         "disconnects": dict(disconnects),
+        **_by_kind_of_reader(drains, hist),
         "generator": {
             "workers": len(drains),
             "cpu_s_run": round(sum(d["cpu_s"] for d in drains) - sum(s["cpu_s"] for s in settles), 2),
             "run_s": round((finished_ns - start_ns) / 1e9, 2),
         },
+    }
+
+
+def _latency(hist: list[int], max_us: int | None = None) -> dict[str, Any]:
+    """p50 and p99 of a histogram, in ms (never above the exact max, when it is known)."""
+    top = float("inf") if max_us is None else max_us
+    p50, p99 = percentile(hist, 50), percentile(hist, 99)
+    return {
+        "p50": None if p50 is None else round(min(p50, top) / 1000, 3),
+        "p99": None if p99 is None else round(min(p99, top) / 1000, 3),
+        "samples": sum(hist),
+    }
+
+
+def _by_kind_of_reader(drains: list[dict[str, Any]], hist: list[int]) -> dict[str, Any]:
+    """With browsers among the readers: the latency of the browsers, and of the terminals (the rest)."""
+    web_readers = sum(d.get("web_readers", 0) for d in drains)
+    if not web_readers:
+        return {}
+    web = [0] * HIST_BUCKETS
+    for d in drains:
+        for index, count in d["web_hist"].items():
+            web[int(index)] += count
+    tcp = [everyone - browsers for everyone, browsers in zip(hist, web, strict=True)]
+    return {
+        "web_readers": web_readers,
+        "web_latency_ms": {**_latency(web, max(d["web_max_us"] for d in drains))},
+        "tcp_latency_ms": _latency(tcp),
     }
 
 

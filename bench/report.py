@@ -117,6 +117,28 @@ def _main_table(rows: list[Row]) -> list[str]:
     )
 
 
+def _web_table(rows: list[Row]) -> list[str]:
+    """Browsers beside terminals: the latency of each kind of reader in the same run."""
+    return _per_row_table(
+        rows,
+        {
+            "readers: terminals + browsers": lambda r: (
+                f"{r['readers'] - r['web_readers']} + {r['web_readers']}"
+            ),
+            "lost": lambda r: r["lost"],
+            "all p50 / p99 ms": lambda r: f"{_ms(r['latency_ms']['p50'])} / {_ms(r['latency_ms']['p99'])}",
+            "terminals p50 / p99 ms": lambda r: (
+                f"{_ms(r['tcp_latency_ms']['p50'])} / {_ms(r['tcp_latency_ms']['p99'])}"
+            ),
+            "browsers p50 / p99 ms": lambda r: (
+                f"{_ms(r['web_latency_ms']['p50'])} / {_ms(r['web_latency_ms']['p99'])}"
+            ),
+            "server CPU s": lambda r: f"{r['proc']['cpu_s_run']:.2f}",
+            "threads": lambda r: r["proc"]["threads_peak"],
+        },
+    )
+
+
 def _us(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -205,6 +227,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
             ]
         elif name == "scale":
             out += _scale_table(mine)
+        elif scenario.web_share:
+            out += _web_table(mine)
         else:
             out += _main_table(mine)
             unit = "p99 latency ms" if scenario.metric == "p99_ms" else "deliveries/s"

@@ -24,7 +24,7 @@ from typing import Any
 from bench.measure import Setup, auto_workers, measure
 from bench.report import markdown, notes, plot
 from bench.scenarios import PLOT_SIZES, PRESETS, SCENARIOS, SERVER_NAMES, Scenario, smoke
-from bench.servers import ROOT
+from bench.servers import ROOT, SERVERS
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -111,6 +111,8 @@ def setups(args: argparse.Namespace) -> list[Setup]:
         for size in sizes:
             for stalled in scenario.stalled:
                 for server in servers:
+                    if scenario.web_share and not SERVERS[server].web:
+                        continue  # browsers need a web front door: ours alone has one
                     workers = args.workers or scenario.workers or auto_workers(size + stalled, cores)
                     setup = Setup(
                         server=server,
@@ -125,6 +127,7 @@ def setups(args: argparse.Namespace) -> list[Setup]:
                         window=window,
                         probes=args.probes,
                         probe_worker=scenario.probe_worker,
+                        web_share=scenario.web_share,
                         ignore_limits=args.ignore_limits,
                         ours=str(args.ours.resolve()),
                         ours_args=tuple(shlex.split(args.ours_args)),

@@ -28,6 +28,7 @@ class Scenario:
     workers: int | None = None  # None: one per thousand clients, at most one per core
     window: int | None = None  # a flooding sender's lines in flight; None: --window; 0: no limit
     probe_worker: bool = False  # see bench.measure.Setup.probe_worker
+    web_share: float = 0.0  # readers that are browsers, over the web front door's WebSocket
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -67,6 +68,16 @@ SCENARIOS: dict[str, Scenario] = {
             higher_is_better=False,
             probe_worker=True,
         ),
+        Scenario(
+            "web",
+            "200 lines/s in total from 2 senders, half the readers browsers (WebSocket), end-to-end latency",
+            sizes=(50,),
+            rate=200.0,
+            duration=5.0,
+            metric="p99_ms",
+            higher_is_better=False,
+            web_share=0.5,
+        ),
         # A reader that never reads soaks up about 3 MB of kernel buffers on loopback
         # before a server that waits for it stalls: 15 s is long enough to see that.
         Scenario(
@@ -82,8 +93,8 @@ SCENARIOS: dict[str, Scenario] = {
 
 #: Named groups for ``--scenario``.
 PRESETS: dict[str, tuple[str, ...]] = {
-    "default": ("throughput", "blast", "latency", "stalled"),
-    "all": ("throughput", "blast", "latency", "stalled", "scale"),
+    "default": ("throughput", "blast", "latency", "web", "stalled"),
+    "all": ("throughput", "blast", "latency", "web", "stalled", "scale"),
     "sweep": ("throughput", "latency"),  # with PLOT_SIZES unless --clients says otherwise
 }
 

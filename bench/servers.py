@@ -46,9 +46,16 @@ class ServerSpec:
     backlog: int | None = None
     #: Log lines worth counting: label -> regex.
     notable: dict[str, str] = field(default_factory=dict)
+    #: It serves browsers too (``--web-port``).
+    web: bool = False
 
     def command(
-        self, port: int, clients: int, ours: Path = ROOT, ours_args: tuple[str, ...] = ()
+        self,
+        port: int,
+        clients: int,
+        ours: Path = ROOT,
+        ours_args: tuple[str, ...] = (),
+        web_port: int = 0,
     ) -> list[str]:
         """The command line; ``ours`` is the checkout whose Server.py is measured, with ``ours_args``."""
         if self.name == "ours":
@@ -57,6 +64,7 @@ class ServerSpec:
                 str(ours / "Server.py"),
                 *("--port", str(port), "--approve", "all", "--flood-rate", "0", "--db", ":memory:"),
                 *("--max-clients", "0", "--max-per-ip", "0", "--max-pending", "0"),
+                *(("--web-port", str(web_port)) if web_port else ()),
                 *ours_args,
             ]
         if self.name == "ncat":
@@ -85,6 +93,7 @@ SERVERS: dict[str, ServerSpec] = {
             "refused": r"\brefused\b",
             "errors": r"unexpected error|Traceback|Error:",
         },
+        web=True,
     ),
     "ncat": ServerSpec(
         "ncat",
@@ -212,8 +221,12 @@ class ServerProcess:
         log_path: Path,
         ours: Path = ROOT,
         ours_args: tuple[str, ...] = (),
+        web: bool = False,
     ) -> None:
+        """``web``: serve browsers too, on a port of their own (``web_port``)."""
         self.spec = spec
+        self.web = web
+        self.web_port = 0
         self.clients = clients
         self.log_path = log_path
         self.ours = ours
@@ -242,8 +255,9 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self.port = free_port()
+        self.web_port = free_port() if self.web else 0
         self.proc = subprocess.Popen(
-            self.spec.command(self.port, self.clients, self.ours, self.ours_args),
+            self.spec.command(self.port, self.clients, self.ours, self.ours_args, self.web_port),
             cwd=self.ours if self.spec.name == "ours" else ROOT,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -261,7 +275,7 @@ class ServerProcess:
         """
         assert self.proc is not None
         deadline = time.monotonic() + READY_TIMEOUT
-        while not listening(self.proc.pid, self.port):
+        while not all(listening(self.proc.pid, port) for port in (self.port, self.web_port) if port):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited with {self.proc.returncode}: {self.log_tail()}")
             if time.monotonic() > deadline:

@@ -21,14 +21,22 @@ lines were sent. Fixed widths let a large chunk be parsed by numpy in one pass,
 which keeps a Python generator ahead of the servers at large sizes; small chunks
 take a plain regex path with identical results (``tests/test_bench_smoke.py``
 checks that the two agree).
+
+Browsers (``Server.py --web-port``) get the same lines as JSON in WebSocket
+frames; the token sits in the text untouched (JSON escapes none of its
+characters), so ``WebMessages`` only has to take the frames apart, and the
+messages are counted like lines.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 from numpy.typing import NDArray
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import RejectConnection, Request, TextMessage
 
 from bench.textbook_server import CONNECTED, NICK
 from protocol import messages
@@ -313,3 +321,58 @@ class Handshake:
         if self.dialect == "textbook":
             return line == CONNECTED
         return line.startswith("<announce> ") and " is connected as <user" in line
+
+
+# --- browsers: the web front door's WebSocket -------------------------------------------------
+
+
+class WebMessages:
+    """Complete text messages from a WebSocket (wsproto client side), as they come in."""
+
+    def __init__(self, ws: WSConnection) -> None:
+        self.ws = ws
+        self._partial: list[str] = []
+
+    def feed(self, data: bytes) -> list[str]:
+        self.ws.receive_data(data)
+        out: list[str] = []
+        for event in self.ws.events():
+            if isinstance(event, RejectConnection):
+                raise ConnectionError(f"WebSocket refused with {event.status_code}")
+            if isinstance(event, TextMessage):
+                self._partial.append(event.data)
+                if event.message_finished:
+                    out.append("".join(self._partial))
+                    self._partial = []
+        return out
+
+
+class WebHandshake:
+    """Gets a browser's connection into the room: the upgrade, the name, then wait for the welcome.
+
+    ``opening`` is what to send first; ``feed`` returns (bytes to send, the
+    messages after the welcome once in, else None).
+    """
+
+    def __init__(self, host: str, port: int, name: str) -> None:
+        self.name = name
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        origin = f"http://{host}:{port}".encode()
+        self.opening = self.ws.send(
+            Request(host=f"{host}:{port}", target="/chat", extra_headers=[(b"Origin", origin)])
+        )
+        self.messages = WebMessages(self.ws)
+
+    def feed(self, data: bytes) -> tuple[bytes, list[str] | None]:
+        reply = b""
+        texts = self.messages.feed(data)
+        for index, text in enumerate(texts):
+            record = json.loads(text)
+            if "prompt" in record:
+                reply += self.ws.send(TextMessage(data=self.name))
+            for line in record.get("lines", []):
+                if line["kind"] == "Welcome" and line["name"] == self.name:
+                    return reply, texts[index + 1 :]
+                if line["kind"] in ("Refused", "NameRejected"):
+                    raise ConnectionError("".join(run[0] for run in line["body"]))
+        return reply, None

@@ -67,6 +67,7 @@ class Settings:
     approval_timeout: float = 300.0
     tls_cert: str | None = None
     tls_key: str | None = None
+    web_port: int | None = None
     fanout_threads: int = 2
     thread_stack_kib: int = 256
     sndbuf: int = 128 * 1024
@@ -158,15 +159,15 @@ def _readable_file(text: str) -> str:
     return text
 
 
-USAGE = """%(prog)s [--host ADDR] [--port N] [--approve ask|all|allowlist] [--allow-file PATH]
-                 [--history N] [--db PATH] [--tls-cert PEM --tls-key PEM]
+USAGE = """%(prog)s [--host ADDR] [--port N] [--web-port N] [--approve ask|all|allowlist]
+                 [--allow-file PATH] [--history N] [--db PATH] [--tls-cert PEM --tls-key PEM]
                  [--redis URL [--node NAME] [--redis-ttl SECONDS]] [LIMITS] [TUNING]"""
 
 DESCRIPTION = """\
-Serve a chat room on TCP. Clients join with Client.py, nc or telnet; each
-newcomer picks a name and waits until the operator lets them in at this
-console (y/n, or /approve NAME). The console also lists, kicks, bans and
-announces: type /help. Everything the server does is logged here with a
+Serve a chat room on TCP. Clients join with Client.py, nc or telnet, and
+with --web-port from a browser; each newcomer picks a name and waits until
+the operator lets them in at this console (y/n, or /approve NAME). The
+console also lists, kicks, bans and announces: type /help. Everything the server does is logged here with a
 timestamp; private messages are never logged, stored or replayed."""
 
 EPILOG = """\
@@ -188,6 +189,7 @@ examples:
   %(prog)s                            ask about everyone, port 5555, local only
   %(prog)s --host 0.0.0.0 --port 4000 reachable from the network
   %(prog)s --approve all --db :memory: a throwaway room for testing
+  %(prog)s --web-port 8080            browsers too, at http://127.0.0.1:8080/
   %(prog)s --redis redis://127.0.0.1:6379/0 --port 5556 --node b
                                       a second server in the same room"""
 
@@ -209,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls-cert", type=_readable_file, metavar="PEM", help="serve TLS with this certificate chain"
     )
     net.add_argument("--tls-key", type=_readable_file, metavar="PEM", help="private key for --tls-cert")
+    net.add_argument(
+        "--web-port",
+        type=port_number,
+        metavar="N",
+        help="also serve the room to browsers (a page and its WebSocket) on this port; 0 picks a free one",
+    )
 
     room = parser.add_argument_group("room")
     room.add_argument(

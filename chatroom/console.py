@@ -23,7 +23,7 @@ import wcwidth
 
 from chatroom.bus import Present
 from chatroom.room import Room
-from chatroom.rules import Member
+from chatroom.rules import Member, Via
 from protocol import messages
 from protocol.lines import duration
 from protocol.lines import stamp as clock
@@ -58,7 +58,7 @@ NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say", "/unreg
 
 def ask_line(member: Member, waiting: int) -> str:
     more = f" ({waiting - 1} more waiting)" if waiting > 1 else ""
-    via = f" (through the {member.via})" if member.via else ""
+    via = f" via {member.via.value}" if member.via is not Via.TCP else ""
     return f"join request: {member.name} from {member.address}{via} - let in? [y/n]{more}"
 
 

@@ -38,7 +38,7 @@ from chatroom.rules import Member
 from chatroom.session import Session
 from chatroom.sockets import keepalive_options, set_options
 from chatroom.tls import TlsLayer
-from chatroom.transport import Disconnected, LineStream
+from chatroom.transport import Disconnected, LineStream, Stream
 from protocol import lines, messages
 from protocol.framing import Event, LineReader, encode_line
 
@@ -61,6 +61,23 @@ def tune(sock: socket.socket, settings: Settings) -> None:
     options = [(socket.SOL_SOCKET, "SO_SNDBUF", settings.sndbuf)] if settings.sndbuf else []
     options.append((socket.IPPROTO_TCP, "TCP_NODELAY", 1))
     set_options(sock, options + keepalive_options(settings.keepalive))
+
+
+def handshake_tls(stream: Stream, peer: Peer, context: ssl.SSLContext, first: bytes, deadline: float) -> None:
+    """Complete a server-side TLS handshake that began with ``first``; from then on ``peer`` encrypts.
+
+    A failed or slow handshake is logged and ends the connection (``Disconnected``).
+    """
+    layer = TlsLayer(context)
+    peer.transform = layer
+    try:
+        stream.handshake(layer, first, deadline)
+    except ssl.SSLError as error:
+        log.info("refused %s: TLS handshake failed: %s", peer.label, error.reason or error)
+        raise Disconnected("TLS handshake failed", lost=True) from error
+    except TimeoutError:
+        log.info("refused %s: TLS handshake timed out", peer.label)
+        raise Disconnected("TLS handshake timed out", lost=True) from None
 
 
 class LineConnection(socketserver.BaseRequestHandler):
@@ -113,16 +130,7 @@ class LineConnection(socketserver.BaseRequestHandler):
             self._not_tls("no TLS handshake (a plain client?)")
         if data[0] != TLS_HANDSHAKE_RECORD:
             self._not_tls("not TLS")
-        layer = TlsLayer(context)
-        self.peer.transform = layer
-        try:
-            self.stream.handshake(layer, data, deadline)
-        except ssl.SSLError as error:
-            log.info("refused %s: TLS handshake failed: %s", self.peer.label, error.reason or error)
-            raise Disconnected("TLS handshake failed", lost=True) from error
-        except TimeoutError:
-            log.info("refused %s: TLS handshake timed out", self.peer.label)
-            raise Disconnected("TLS handshake timed out", lost=True) from None
+        handshake_tls(self.stream, self.peer, context, data, deadline)
 
     def _not_tls(self, why: str) -> NoReturn:
         self.peer.send(encode_line(lines.notice(None, messages.NEEDS_TLS())))
@@ -137,14 +145,22 @@ class ChatServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 4096
 
-    def __init__(self, settings: Settings, room: Room, tls_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        room: Room,
+        tls_context: ssl.SSLContext | None,
+        port: int | None = None,
+        handler: type[socketserver.BaseRequestHandler] = LineConnection,
+    ) -> None:
+        """On ``--port`` with ``LineConnection``s, unless told another port and handler (the web's)."""
         self.settings = settings
         self.room = room
         self.tls_context = tls_context
         self._starved = False  # out of file descriptors at the last accept
         if ":" in settings.host:
             self.address_family = socket.AF_INET6
-        super().__init__((settings.host, settings.port), LineConnection)
+        super().__init__((settings.host, settings.port if port is None else port), handler)
 
     @property
     def address(self) -> str:

@@ -106,6 +106,13 @@ class Now:
         return lines.stamp(self.wall)
 
 
+class Via(enum.Enum):
+    """The kind of connection a member came through (the operator is told when it is not a terminal's)."""
+
+    TCP = "a line connection"
+    WEB = "the web"
+
+
 @dataclass(eq=False)
 class Member:
     """One connection, from its first byte to its close."""
@@ -115,6 +122,7 @@ class Member:
     port: int
     connected_at: float  # wall clock
     last_active: float  # monotonic
+    via: Via = Via.TCP
     name: str = ""
     key: str = ""
     state: State = State.NAMING
@@ -122,7 +130,6 @@ class Member:
     reply_to: str = ""  # who sent the last private message here, for /reply
     away: str | None = None  # /away: its reason ("" for none); None while here
     owner: bool = False  # joined under a registered name with its password (or registered it)
-    via: str = ""  # how this member is connected, when it is not plain TCP ("web")
     address: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,8 +1,11 @@
-"""A line connection's reading side, shared by both programs: socket -> TLS -> lines.
+"""A connection's reading side, shared by both programs: socket -> TLS -> bytes -> lines.
 
 The server's thread per client and ``Client.py``'s receiving thread read the
 same way: wait for the socket, ``recv``, decrypt when TLS is on
-(``chatroom.tls``, a transform on bytes), feed a ``protocol.framing.LineReader``.
+(``chatroom.tls``, a transform on bytes) (``Stream``), and, for a line
+connection, feed a ``protocol.framing.LineReader`` (``LineStream``). The web
+front door (``chatroom.web``) reads a ``Stream`` and hands the bytes to HTTP
+and WebSocket parsers instead.
 Writing differs (the server writes through its fan-out, the client directly),
 so TLS records that reading produces (handshake, key updates) go out through
 a callback, ``send_tls``.
@@ -66,17 +69,15 @@ def dial(host: str, port: int, keepalive: int, timeout: float) -> socket.socket:
     return sock
 
 
-class LineStream:
-    """Lines from one socket, through TLS once ``handshake`` has switched it on."""
+class Stream:
+    """Bytes from one socket, decrypted once ``handshake`` has switched TLS on."""
 
-    def __init__(
-        self, sock: socket.socket, reader: LineReader, send_tls: Callable[[], None], other: str
-    ) -> None:
+    def __init__(self, sock: socket.socket, send_tls: Callable[[], None], other: str) -> None:
         """``other`` names the other end in ``Disconnected`` messages ("client", "server")."""
         self.sock = sock
         self.other = other
-        self.reader = reader
         self.tls: TlsLayer | None = None
+        self._early = b""  # application data that came in with the end of the TLS handshake
         self._send_tls = send_tls
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
@@ -101,14 +102,20 @@ class LineStream:
         self.tls = tls
         while not self._handshake_step(tls, data):
             data = self.recv(deadline)
+        # What the peer sent right behind its last handshake record (an HTTP request does
+        # that) arrived with it: the next ``data`` hands it over without waiting for more.
+        self._early, _goodbye = tls.decrypt(b"")
 
     def _handshake_step(self, tls: TlsLayer, data: bytes) -> bool:
         done = tls.handshake(data)
         self._send_tls()
         return done
 
-    def events(self, deadline: float | None) -> list[Event]:
-        """The lines (and overlong-line reports) completed by the next read; may be empty."""
+    def data(self, deadline: float | None) -> bytes:
+        """What the next read brought, decrypted; may be empty (a TLS record not yet whole)."""
+        if self._early:
+            early, self._early = self._early, b""
+            return early
         data = self.recv(deadline)
         if self.tls is not None:
             data, goodbye = self.tls.decrypt(data)
@@ -116,4 +123,18 @@ class LineStream:
                 self._send_tls()
             if goodbye and not data:
                 raise Disconnected(f"closed by {self.other}")
-        return self.reader.feed(data)
+        return data
+
+
+class LineStream(Stream):
+    """Lines from one socket, through TLS once ``handshake`` has switched it on."""
+
+    def __init__(
+        self, sock: socket.socket, reader: LineReader, send_tls: Callable[[], None], other: str
+    ) -> None:
+        super().__init__(sock, send_tls, other)
+        self.reader = reader
+
+    def events(self, deadline: float | None) -> list[Event]:
+        """The lines (and overlong-line reports) completed by the next read; may be empty."""
+        return self.reader.feed(self.data(deadline))

@@ -15,7 +15,8 @@ Styles are independent attributes, so pairs may overlap
 (``**a __b** c__``): each paired marker toggles its attribute.
 
 ``parse`` makes the spans and ``to_ansi`` the escapes; ``protocol.lines``
-lays out whole lines with them.
+lays out whole lines with them. ``from_ansi`` reads such a line back into
+spans, for renderings that show styles their own way (the web page).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ MARKERS = {"**": "bold", "__": "italic", "~~": "strike"}
 
 RESET = "\x1b[0m"
 _SGR_CODES = {"bold": 1, "dim": 2, "italic": 3, "underline": 4, "reverse": 7, "strike": 9}
+_SGR_ATTRIBUTES = {code: attr for attr, code in _SGR_CODES.items()}
+_SGR_COLORS = {code: name for name, code in COLORS.items()}
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +174,54 @@ def to_ansi(spans: list[Span]) -> str:
     if current != RESET:
         out.append(RESET)
     return "".join(out)
+
+
+def from_ansi(text: str) -> list[Span]:
+    """The spans of SGR-encoded text: ``to_ansi`` read back (runs of one style, none empty).
+
+    Codes this module does not write (underline colours, 256 colours) are
+    ignored, and so is any other escape: the text comes from ``to_ansi``.
+    """
+    spans: list[Span] = []
+    style = PLAIN
+    last = 0
+    for found in _SGR.finditer(text):
+        if found.start() > last:
+            _append(spans, text[last : found.start()], style)
+        last = found.end()
+        style = _apply_sgr(style, found.group(1))
+    if last < len(text):
+        _append(spans, text[last:], style)
+    return spans
+
+
+def _append(spans: list[Span], text: str, style: Style) -> None:
+    if spans and spans[-1].style == style:
+        spans[-1] = Span(spans[-1].text + text, style)
+    else:
+        spans.append(Span(text, style))
+
+
+def _apply_sgr(style: Style, codes: str) -> Style:
+    key = (style.sgr, codes)
+    found = _AFTER_SGR.get(key)
+    if found is None:
+        found = _AFTER_SGR[key] = _read_sgr(style, codes)
+    return found
+
+
+_AFTER_SGR: dict[tuple[str, str], Style] = {}  # a few dozen styles exist, as for _TOGGLED
+
+
+def _read_sgr(style: Style, codes: str) -> Style:
+    for part in codes.split(";"):
+        code = int(part) if part.isdigit() else 0
+        if code == 0:
+            style = PLAIN
+        elif code in _SGR_ATTRIBUTES:
+            style = replace(style, **{_SGR_ATTRIBUTES[code]: True})  # type: ignore[arg-type]
+        elif code in _SGR_COLORS:
+            style = replace(style, color=_SGR_COLORS[code])
+        elif code == 39:
+            style = replace(style, color=None)
+    return style

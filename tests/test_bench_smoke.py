@@ -53,6 +53,7 @@ def test_every_server_has_a_row_for_every_scenario(smoke: dict[str, Any]) -> Non
         for name, scenario in SCENARIOS.items()
         for stalled in scenario.stalled
         for server in SERVERS
+        if server == "ours" or not scenario.web_share  # browsers need our web front door
     }
     got = {(r["scenario"], r["stalled"], r["server"]) for r in smoke["rows"]}
     assert got == expected
@@ -82,6 +83,14 @@ def test_our_server_loses_nothing_at_smoke_size(smoke: dict[str, Any]) -> None:
         assert row["duplicates"] == 0, row["scenario"]
         assert row["disconnects"] == {}, row["scenario"]
         assert "errors" not in row["server_log"]["counts"], row["server_log"]
+
+
+def test_browsers_are_counted_and_timed_beside_terminals(smoke: dict[str, Any]) -> None:
+    [row] = [r for r in smoke["rows"] if r["scenario"] == "web"]
+    assert row["web_readers"] == 1 and row["lost"] == 0
+    web, tcp = row["web_latency_ms"], row["tcp_latency_ms"]
+    assert web["samples"] == row["sent"]  # the browser got every line, and timed each
+    assert web["samples"] + tcp["samples"] == row["latency_ms"]["samples"]
 
 
 def test_echoes_to_the_sender_are_left_out(smoke: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sysconfig
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_pip_install_gives_both_commands(tmp_path: Path) -> None:
 
     # Run from elsewhere, so the installed modules are used, not this checkout.
     server = subprocess.Popen(
-        [bin_dir / "chat-server", "--port", "0", "--approve", "all", "--db", ":memory:"],
+        [bin_dir / "chat-server", "--port", "0", "--approve", "all", "--db", ":memory:", "--web-port", "0"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -57,6 +58,10 @@ def test_pip_install_gives_both_commands(tmp_path: Path) -> None:
         )
         assert client.returncode == 0, client.stderr
         assert b"<installed> works from site-packages" in client.stdout
+        page = re.search(r"web page at (\S+)", log.wait_for("web page at")).group(1)  # type: ignore[union-attr]
+        # The page's files are package data: the installed server serves them.
+        with urllib.request.urlopen(page + "chat.js", timeout=WAIT) as script:
+            assert script.status == 200 and b"new WebSocket" in script.read()
         module = subprocess.run(
             [bin_dir / "python", "-c", "import chatroom.client.session as m; print(m.__file__)"],
             capture_output=True,
