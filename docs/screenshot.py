@@ -103,6 +103,7 @@ def session() -> list[Pane]:
     server.wait(r"join request: bob")
     server.type("/approve bob\r")
     bob.wait(r"bob> ")
+    server.wait(r"join bob")
 
     alice.type("hi bob! **bold**, __italic__ and ~~strike~~ all work\r")
     bob.wait(r"strike all work")
@@ -112,6 +113,7 @@ def session() -> list[Pane]:
     bob.wait(r"PM from alice")
     bob.type("/me waves back\r")
     alice.wait(r"waves back")
+    server.wait(r"waves back")
     server.type("/say welcome, both of you\r")
     bob.wait(r"Operator: welcome")
     alice.wait(r"Operator: welcome")
