@@ -3,7 +3,7 @@
 An ``ssl.SSLObject`` over two memory BIOs does the cryptography; the socket
 stays an ordinary TCP socket. On the server a reader thread reads it and a
 fan-out shard writes it without blocking; in ``Client.py`` a receiving thread
-reads while the input thread writes. OpenSSL objects are not safe for a
+reads while a writer thread writes. OpenSSL objects are not safe for a
 reader and a writer at once, so one lock serialises the (short, CPU-only)
 calls; no socket I/O ever happens under it.
 """
