@@ -25,6 +25,12 @@ Public lines either go straight to the people here and into this server's
 history (``Broadcast``), or, while the room is shared with other servers
 (``shared``), to the bus (``Publish``), which hands them back in the order
 the whole room sees them (``lines_arrived``).
+
+A transition is a method whose arguments are the command (the members'
+own commands are ``protocol.commands`` values); it returns the effects, and
+a few also return what the operator is told (``ban``) or what the step
+decided (``hold``). Methods that only read (``secret``, ``admits_at_once``,
+``rename_refusal``) answer questions the shell asks before a step.
 """
 
 from __future__ import annotations
