@@ -85,9 +85,9 @@ BUSY = 1024
 #: How long a peer that is leaving gets to take its last lines before close.
 LINGER_SECONDS = 2.0
 #: A reader whose socket took nothing for this long holds the senders back no more.
-STALL_GRACE = 0.5
+STALL_GRACE = 0.25
 #: How often a shard looks for readers that stopped taking bytes.
-CHECK_EVERY = 0.25
+CHECK_EVERY = 0.1
 #: The longest a session waits for readers to catch up before it reads anyway.
 PRESSURE_WAIT = 1.0
 
