@@ -32,7 +32,9 @@ hence the number in their names too):
     script), holding ``NODE/INCARNATION SERIAL``. The writer refreshes every
     claim of this server every third of ``--redis-ttl``; leaving deletes it
     only if it is still ours. A server that dies loses its names after
-    ``--redis-ttl`` seconds.
+    ``--redis-ttl`` seconds, or at once when a server starts again under its
+    node name (a replacement): that one first frees the names an earlier run
+    of its node left.
 ``members:NODE`` (hash, expires), ``nodes`` (set)
     Who is in the room on each server, for ``/who``, the welcome line and the
     counts in join and leave notices. Kept alive with each refresh, so a dead

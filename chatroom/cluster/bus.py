@@ -41,6 +41,8 @@ T = TypeVar("T")
 
 #: The first wait before trying Redis again; it doubles up to a third of --redis-ttl.
 FIRST_RETRY = 0.05
+#: Name keys read at a time when freeing what an earlier run of this server left.
+VACATE_BATCH = 1000
 
 
 class ClusterBus:
@@ -338,6 +340,8 @@ class ClusterBus:
         subscription = Subscription(self._client, channels, self._timeout)
         try:
             self._scripts.load(self._client)
+            if first:
+                self._vacate()
             stored_bans = self._store_bans()
             lost = writer.keep(self._health.epoch, mode="claim")
             seq, everyone = parse_snapshot(run(self._client, self._scripts.snapshot()))
@@ -364,6 +368,25 @@ class ClusterBus:
             )
         room.names_lost(lost)
         room.bans_stored(stored_bans)
+
+    def _vacate(self) -> None:
+        """Free the names an earlier run under this node's name left (it crashed, or was killed).
+
+        Its presence goes with the rewrite that follows; its names would
+        otherwise stay taken until they expire, so its people could not come
+        back under them at once.
+        """
+        freed = 0
+        batch: list[str] = []
+        for key in self._client.scan_iter(match=self._keys.name("*"), count=VACATE_BATCH):
+            batch.append(key.decode())
+            if len(batch) == VACATE_BATCH:
+                freed += run(self._client, self._scripts.vacate(self._node(), self._origin, batch))
+                batch = []
+        if batch:
+            freed += run(self._client, self._scripts.vacate(self._node(), self._origin, batch))
+        if freed:
+            log.info("freed %d names an earlier run of node %s still held", freed, self._node())
 
     def _store_bans(self) -> list[tuple[str, str]]:
         """Store our bans and those made while apart; returns the stored list, the truth from now on."""

@@ -185,6 +185,22 @@ end
 return out
 """
 
+_VACATE = """
+-- KEYS: name keys. ARGV[1] a server's name, ARGV[2] its id now (NODE/INCARNATION).
+-- Frees the names an earlier run of that server left behind; returns how many.
+local earlier = ARGV[1] .. '/'
+local now = ARGV[2] .. ' '
+local freed = 0
+for _, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if held and string.sub(held, 1, #earlier) == earlier and string.sub(held, 1, #now) ~= now then
+    redis.call('DEL', key)
+    freed = freed + 1
+  end
+end
+return freed
+"""
+
 _FIND = """
 -- KEYS[1] a name key. ARGV[1] members hash prefix, ARGV[2] the name's key.
 -- Returns {server, member} if that name is in the room somewhere.
@@ -224,6 +240,7 @@ _TEXTS = {
     "keep": _KEEP,
     "sync": _SYNC,
     "snapshot": _SNAPSHOT,
+    "vacate": _VACATE,
     "find": _FIND,
     "ban": _BAN,
 }
@@ -276,6 +293,10 @@ class Scripts:
     def snapshot(self) -> Command:
         """Everyone on every server, with the presence counter: read with ``parse_snapshot``."""
         return self._eval("snapshot", (self.keys.nodes, self.keys.presence_seq), self.keys.members(""))
+
+    def vacate(self, node: str, origin: str, keys: Sequence[str]) -> Command:
+        """Free the names among ``keys`` (full Redis keys) that an earlier run of ``node`` still holds."""
+        return self._eval("vacate", keys, node, origin)
 
     def _presence_keys(self, node: str) -> tuple[str, ...]:
         keys = self.keys
