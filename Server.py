@@ -20,7 +20,7 @@ import threading
 from chatroom.access import Access, read_allow_file
 from chatroom.bus import Bus, LocalBus
 from chatroom.config import Settings, parse_settings
-from chatroom.console import Operator, run_interactive
+from chatroom.console import Operator, RoomDesk, run_interactive
 from chatroom.delivery import Fanout, Limits
 from chatroom.listener import ChatServer
 from chatroom.logpipe import PipeLog, is_pipe
@@ -145,7 +145,7 @@ def serve(settings: Settings) -> int:
         log.error("cannot start: %s", why_not(error, settings))
         return 1
 
-    operator = Operator(room, stop.set)
+    operator = Operator(RoomDesk(room), stop.set)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()

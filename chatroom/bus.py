@@ -151,7 +151,9 @@ class Bus(Protocol):
         """The most recent public lines with every word, oldest first; raises ``SearchUnavailable``."""
 
     def claim(self, key: str) -> bool: ...
-    def elsewhere(self) -> list[Present]: ...
+    def elsewhere(self) -> Sequence[Present]:
+        """Everyone in the room on the other servers, in the order they were let in."""
+
     def find(self, key: str) -> Present | None: ...
 
 
@@ -205,8 +207,8 @@ class LocalBus:
     def claim(self, key: str) -> bool:
         return True  # the room has checked its own names already
 
-    def elsewhere(self) -> list[Present]:
-        return []
+    def elsewhere(self) -> Sequence[Present]:
+        return ()
 
     def find(self, key: str) -> Present | None:
         return None

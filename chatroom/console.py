@@ -10,6 +10,12 @@ Two front ends share one set of commands (``Operator``):
 
 ``y``/``n`` answer the oldest request, the one the last prompt named;
 ``/approve NAME`` and ``/deny NAME`` answer any request, in any order.
+
+The commands act on a ``Desk``: the room of this process (``RoomDesk``), or,
+under ``--processes``, every process at once (``chatroom.supervisor``), whose
+requests wait in one queue, oldest first, whichever process holds them. The
+console only ever sees what a desk reports (who waits, who is in), never a
+connection.
 """
 
 from __future__ import annotations
@@ -18,16 +24,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
 
 import wcwidth
 
-from chatroom.bus import Present
-from chatroom.room import Room
-from chatroom.rules import Member, Via
+from chatroom.rules import Via
 from protocol import messages
 from protocol.lines import duration
 from protocol.lines import stamp as clock
 from protocol.names import name_key
+
+if TYPE_CHECKING:
+    from chatroom.room import Room
+    from chatroom.rules import Member
 
 log = logging.getLogger("chat")
 
@@ -56,10 +66,137 @@ COMMANDS: dict[str, tuple[str, str]] = {
 NEEDS_ARGUMENT = frozenset({"/kick", "/ban", "/unban", "/allow", "/say", "/unregister"})
 
 
-def ask_line(member: Member, waiting: int) -> str:
+class Waiting(Protocol):
+    """Someone waiting for the operator, as the console shows them (a ``Member`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def connected_at(self) -> float: ...  # wall clock
+    @property
+    def via(self) -> Via: ...  # the kind of connection, named in the join request unless TCP
+
+
+@dataclass(frozen=True)
+class Seen:
+    """Someone in the room, as ``/who`` at the console lists them."""
+
+    name: str
+    address: str
+    node: str | None  # the server they are on, in a room shared between servers
+    connected_at: float  # wall clock
+    joined: float  # wall clock; the room lists people in this order
+    idle: float | None  # seconds; None: on another server, which keeps that to itself
+
+
+class Desk(Protocol):
+    """What the operator's commands act on; ``on_queue_change`` is called whenever the queue changes."""
+
+    on_queue_change: Callable[[], None]
+    approve: str  # --approve: ask, all or allowlist
+
+    def waiting(self) -> Sequence[Waiting]:
+        """The approval queue, oldest first."""
+
+    def find_waiting(self, name: str) -> Waiting | None: ...
+    def answer(self, who: Waiting, yes: bool) -> None:
+        """Let in or turn away someone who is (or was, a moment ago) waiting."""
+
+    def in_room(self) -> int: ...
+    def names(self) -> list[str]:
+        """Names in the room, for completion."""
+
+    def who(self) -> list[Seen]: ...
+    def kick(self, name: str, reason: str) -> str | None:
+        """Remove someone from the room or the queue; why not, if not."""
+
+    def ban(self, target: str) -> list[str]:
+        """Ban a name or an address and remove whoever it covers; what was done."""
+
+    def unban(self, target: str) -> list[str]: ...
+    def bans(self) -> list[tuple[str, str]]: ...
+    def allow(self, name: str) -> bool: ...
+    def announce(self, text: str) -> None: ...
+    def registered(self) -> list[str]:
+        """Registered names."""
+
+    def unregister(self, name: str) -> list[str]:
+        """Let a registered name go; what was done."""
+
+
+class RoomDesk:
+    """The room of this process."""
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+        self.approve = room.settings.approve
+        self.on_queue_change: Callable[[], None] = lambda: None
+        room.on_queue_change = lambda: self.on_queue_change()
+
+    def waiting(self) -> list[Member]:
+        return self.room.waiting()
+
+    def find_waiting(self, name: str) -> Member | None:
+        member = self.room.find(name)
+        return member if member is not None and member in self.room.waiting() else None
+
+    def answer(self, who: Waiting, yes: bool) -> None:
+        member = cast("Member", who)  # what waiting() gave; the rules ignore it if it waits no more
+        if yes:
+            self.room.admit(member)
+        else:
+            self.room.refuse(member, messages.REFUSED, "refused by the operator")
+
+    def in_room(self) -> int:
+        return len(self.room.members())
+
+    def names(self) -> list[str]:
+        return [m.name for m in self.room.members()]
+
+    def who(self) -> list[Seen]:
+        here, node, now = self.room.members(), self.room.bus.node, time.monotonic()
+        people = [
+            Seen(m.name, m.address, node, m.connected_at, m.joined_at, now - m.last_active) for m in here
+        ]
+        elsewhere = self.room.bus.elsewhere()
+        return people + [Seen(p.name, p.address, p.node, p.since, p.joined, None) for p in elsewhere]
+
+    def kick(self, name: str, reason: str) -> str | None:
+        if self.room.kick(name, reason) is not None:
+            return None
+        elsewhere = self.room.bus.find(name_key(name))
+        if elsewhere is not None:
+            return f"{name} is on {elsewhere.node}: its operator can kick (a /ban here applies everywhere)"
+        return f"no one called {name!r} to kick"
+
+    def ban(self, target: str) -> list[str]:
+        return self.room.ban(target)
+
+    def unban(self, target: str) -> list[str]:
+        return self.room.unban(target)
+
+    def bans(self) -> list[tuple[str, str]]:
+        return self.room.bans()
+
+    def allow(self, name: str) -> bool:
+        return self.room.allow(name)
+
+    def announce(self, text: str) -> None:
+        self.room.announce(text)
+
+    def registered(self) -> list[str]:
+        return self.room.registered()
+
+    def unregister(self, name: str) -> list[str]:
+        return self.room.unregister(name)
+
+
+def ask_line(who: Waiting, waiting: int) -> str:
     more = f" ({waiting - 1} more waiting)" if waiting > 1 else ""
-    via = f" via {member.via.value}" if member.via is not Via.TCP else ""
-    return f"join request: {member.name} from {member.address}{via} - let in? [y/n]{more}"
+    via = f" via {who.via.value}" if who.via is not Via.TCP else ""
+    return f"join request: {who.name} from {who.address}{via} - let in? [y/n]{more}"
 
 
 #: The log record attribute that marks a join request line (see ``Reminder``).
@@ -69,21 +206,21 @@ ASKS = "asks_about"
 class Operator:
     """What the operator's words do. Replies go to the log, like everything else."""
 
-    def __init__(self, room: Room, shutdown: Callable[[], None]) -> None:
-        self.room = room
+    def __init__(self, desk: Desk, shutdown: Callable[[], None]) -> None:
+        self.desk = desk
         self.shutdown = shutdown
-        self._asked: Member | None = None
+        self._asked: Waiting | None = None
         self._lock = threading.Lock()  # the queue changes from client threads
         #: Called after the queue changes (the interactive console redraws).
         self.on_change: Callable[[], None] = lambda: None
-        room.on_queue_change = self.queue_changed
+        desk.on_queue_change = self.queue_changed
 
     def queue_changed(self) -> None:
         """Prompt about the oldest request whenever it changes."""
-        waiting = self.room.waiting()
+        waiting = self.desk.waiting()
         head = waiting[0] if waiting else None
         with self._lock:
-            changed = head is not self._asked
+            changed = head != self._asked
             self._asked = head
         if changed and head is not None:
             self._ask(head, len(waiting))
@@ -91,15 +228,15 @@ class Operator:
 
     def ask_again(self) -> None:
         """Print the request that ``y``/``n`` answers once more, if one is still open."""
-        waiting = self.room.waiting()
+        waiting = self.desk.waiting()
         with self._lock:
             head = self._asked
-        if head is not None and waiting and waiting[0] is head:
+        if head is not None and waiting and waiting[0] == head:
             self._ask(head, len(waiting))
 
     @staticmethod
-    def _ask(member: Member, waiting: int) -> None:
-        log.info("%s", ask_line(member, waiting), extra={ASKS: member.name})
+    def _ask(who: Waiting, waiting: int) -> None:
+        log.info("%s", ask_line(who, waiting), extra={ASKS: who.name})
 
     def execute(self, text: str) -> None:
         text = text.strip()
@@ -120,33 +257,24 @@ class Operator:
             self._who()
         elif word == "/kick":
             name, _, reason = rest.partition(" ")
-            if self.room.kick(name, reason.strip()) is None:
-                elsewhere = self.room.bus.find(name_key(name))
-                if elsewhere is not None:
-                    log.info(
-                        "%s is on %s: its operator can kick (a /ban here applies everywhere)",
-                        name,
-                        elsewhere.node,
-                    )
-                else:
-                    log.info("no one called %r to kick", name)
+            self._report([], self.desk.kick(name, reason.strip()))
         elif word == "/ban":
-            self._report(self.room.ban(rest), f"nothing new to ban for {rest!r}")
+            self._report(self.desk.ban(rest), f"nothing new to ban for {rest!r}")
         elif word == "/unban":
-            self._report(self.room.unban(rest), f"{rest!r} is not banned")
+            self._report(self.desk.unban(rest), f"{rest!r} is not banned")
         elif word == "/bans":
-            bans = self.room.bans()
+            bans = self.desk.bans()
             log.info("bans (%d): %s", len(bans), ", ".join(f"{k} {v}" for k, v in bans) or "none")
         elif word == "/allow":
-            added = self.room.allow(rest)
+            added = self.desk.allow(rest)
             log.info("%s %s the allow-list", rest, "added to" if added else "is already on")
         elif word == "/registered":
-            names = self.room.registered()
+            names = self.desk.registered()
             log.info("registered names (%d): %s", len(names), ", ".join(names) or "none")
         elif word == "/unregister":
-            self._report(self.room.unregister(rest), f"{rest!r} is not registered")
+            self._report(self.desk.unregister(rest), f"{rest!r} is not registered")
         elif word == "/say":
-            self.room.announce(rest)
+            self.desk.announce(rest)
         elif word in ("/quit", "/shutdown"):
             self.shutdown()
         elif word in ("/help", "help", "?"):
@@ -157,29 +285,26 @@ class Operator:
             log.info("unknown operator command %r; /help lists them", word)
 
     @staticmethod
-    def _report(done: list[str], nothing: str) -> None:
-        for line in done or [nothing]:
+    def _report(done: list[str], nothing: str | None) -> None:
+        for line in done or ([nothing] if nothing else []):
             log.info("%s", line)
 
     def _answer(self, yes: bool, name: str) -> None:
-        waiting = self.room.waiting()
         if name:
-            member = self.room.find(name)
-            if member is None or member not in waiting:
+            who = self.desk.find_waiting(name)
+            if who is None:
                 log.info("no one called %r is waiting", name)
                 return
-        elif waiting:
-            member = waiting[0]
         else:
-            log.info("no one is waiting")
-            return
-        if yes:
-            self.room.admit(member)
-        else:
-            self.room.refuse(member, messages.REFUSED, "refused by the operator")
+            waiting = self.desk.waiting()
+            if not waiting:
+                log.info("no one is waiting")
+                return
+            who = waiting[0]
+        self.desk.answer(who, yes)
 
     def _pending(self) -> None:
-        waiting = self.room.waiting()
+        waiting = self.desk.waiting()
         if not waiting:
             log.info("waiting (0): nobody")
             return
@@ -188,9 +313,9 @@ class Operator:
             log.info("  %s", line)
 
     def _who(self) -> None:
-        members, elsewhere = self.room.members(), self.room.bus.elsewhere()
-        log.info("in the room (%d):", len(members) + len(elsewhere))
-        for line in who_lines(members, elsewhere, self.room.bus.node):
+        people = self.desk.who()
+        log.info("in the room (%d):", len(people))
+        for line in who_lines(people):
             log.info("  %s", line)
 
     # --- front ends ------------------------------------------------------------------
@@ -199,7 +324,7 @@ class Operator:
         """Plain console: one command per line, until the input ends."""
         for line in lines:
             self.execute(line)
-        if self.room.settings.approve != "all":
+        if self.desk.approve != "all":
             log.info("console input closed: nobody can answer join requests (see --approve)")
 
 
@@ -220,28 +345,25 @@ def help_lines() -> list[str]:
     return table(rows)
 
 
-def who_lines(
-    members: Sequence[Member], elsewhere: Sequence[Present] = (), node: str | None = None
-) -> list[str]:
-    """People here (with idle time), then, in a room shared between servers, people elsewhere.
+def who_lines(people: Sequence[Seen]) -> list[str]:
+    """People with their idle time (on this server), then people on other servers, by server.
 
     The time is when their connection came in, and says so: the room's
     ``/whois`` gives when they were let in, as "in the room since".
     """
-    now = time.monotonic()
-    where = [f"on {node}"] if node is not None else []
     rows = []
-    for m in members:
-        idle = duration(now - m.last_active)
-        rows.append([m.name, m.address, *where, f"connected {clock(m.connected_at)}, idle {idle}"])
-    rows += [
-        [p.name, p.address, f"on {p.node}", f"connected {clock(p.since)}"]
-        for p in sorted(elsewhere, key=lambda p: (p.node, p.joined))
-    ]
+    here = [p for p in people if p.idle is not None]
+    there = sorted((p for p in people if p.idle is None), key=lambda p: (p.node or "", p.joined))
+    for p in sorted(here, key=lambda p: (p.node or "", p.joined)):
+        where = [f"on {p.node}"] if p.node is not None else []
+        rows.append(
+            [p.name, p.address, *where, f"connected {clock(p.connected_at)}, idle {duration(p.idle or 0)}"]
+        )
+    rows += [[p.name, p.address, f"on {p.node}", f"connected {clock(p.connected_at)}"] for p in there]
     return table(rows)
 
 
-def pending_lines(waiting: Sequence[Member]) -> list[str]:
+def pending_lines(waiting: Sequence[Waiting]) -> list[str]:
     """One waiting person a line, oldest (the one ``y``/``n`` answers) first."""
     now = time.time()
     return table([[m.name, m.address, f"waiting {duration(now - m.connected_at)}"] for m in waiting])
@@ -254,7 +376,7 @@ def fit(text: str, width: int) -> str:
     return wcwidth.clip(text, 0, max(0, width - 1)) + "…"
 
 
-def status_bar(waiting: Sequence[Member], in_room: int, width: int) -> str:
+def status_bar(waiting: Sequence[Waiting], in_room: int, width: int) -> str:
     """The bar under the prompt: whom ``y``/``n`` answers first, the rest cut to fit.
 
     The name an answer goes to is what the operator acts on, so it comes first
@@ -342,20 +464,20 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
     from prompt_toolkit.document import Document
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    room = operator.room
+    desk = operator.desk
 
-    def names(people: Iterable[Member]) -> list[str]:
-        return [m.name for m in people]
+    def names(people: Iterable[Waiting]) -> list[str]:
+        return [p.name for p in people]
 
     #: What each command's argument can be, for Tab.
     arguments: dict[str, Callable[[], list[str]]] = {
-        "/approve": lambda: names(room.waiting()),
-        "/deny": lambda: names(room.waiting()),
-        "/allow": lambda: names(room.waiting()),
-        "/kick": lambda: names(room.members()),
-        "/ban": lambda: names(room.members() + room.waiting()),
-        "/unban": lambda: [value for _, value in room.bans()],
-        "/unregister": room.registered,
+        "/approve": lambda: names(desk.waiting()),
+        "/deny": lambda: names(desk.waiting()),
+        "/allow": lambda: names(desk.waiting()),
+        "/kick": lambda: desk.names(),
+        "/ban": lambda: desk.names() + names(desk.waiting()),
+        "/unban": lambda: [value for _, value in desk.bans()],
+        "/unregister": lambda: desk.registered(),
     }
 
     class OperatorCompleter(Completer):
@@ -378,7 +500,7 @@ def run_interactive(operator: Operator, stop: threading.Event) -> None:
         "operator> ",
         completer=OperatorCompleter(),
         complete_while_typing=False,  # a menu only on Tab, as in Client.py
-        bottom_toolbar=lambda: status_bar(room.waiting(), len(room.members()), size()[1]),
+        bottom_toolbar=lambda: status_bar(desk.waiting(), desk.in_room(), size()[1]),
         refresh_interval=1.0,
         reserve_space_for_menu=MENU_ROWS,  # the log above matters more than a tall menu
     )

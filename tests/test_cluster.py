@@ -218,6 +218,20 @@ def test_a_crashed_server_frees_its_names_after_the_ttl(node: Node) -> None:
     assert messages.WHO.match(alice.expect(messages.WHO)) == {"count": "2", "names": "alice, dave"}
 
 
+def test_a_server_started_again_under_its_name_frees_its_names_at_once(node: Node) -> None:
+    a, c = node("a"), node("c", "--redis-ttl", "60")  # names that would outlive the test
+    alice, _dave = enter(a, "alice"), enter(c, "dave")
+    alice.expect("dave joined")
+    c.proc.kill()  # kill -9: no goodbye, no clean-up; dave's name would stay taken for a minute
+    c.proc.wait()
+    again = node("c", "--redis-ttl", "60")
+    again.log.wait_for(r"freed 1 names an earlier run of node c still held")
+    newcomer = RawClient(a.host, a.port)
+    assert "Welcome" in answer_to_name(newcomer, "dave")
+    alice.send("/who")  # and the dave who was on c is gone from the room
+    assert messages.WHO.match(alice.expect(messages.WHO)) == {"count": "2", "names": "alice, dave"}
+
+
 def test_redis_outage_splits_the_room_and_it_heals(node: Node, redis_server: RedisServer) -> None:
     a, b = node("a"), node("b")
     alice, anna = enter(a, "alice"), enter(a, "anna")

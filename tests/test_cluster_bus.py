@@ -159,3 +159,30 @@ def test_an_outage_parts_with_the_unsent_lines_and_rejoins(
         redis_server.proc.send_signal(signal.SIGCONT)
     assert room.wait_for("back", lambda args: args[1] is True)
     room.wait_for("bans_stored", lambda args: ("name", "troll") in args[0])
+
+
+def test_who_is_elsewhere_is_in_the_order_they_were_let_in(join: Callable[[str], Joined]) -> None:
+    (a, _room_a), (b, _room_b) = join("a"), join("b")
+
+    def names() -> list[str]:
+        return [p.name for p in b.elsewhere()]
+
+    a.send(Enter("alice", "alice", "10.0.0.1:1", 1.0, 10.0))
+    a.send(Enter("carol", "carol", "10.0.0.1:3", 1.0, 30.0))
+    a.send(Enter("bob", "bob", "10.0.0.1:2", 1.0, 20.0))  # let in before carol, told after her
+    wait_until(lambda: names() == ["alice", "bob", "carol"], what="all three, in order")
+    a.send(Leave("alice"))
+    a.send(Leave("carol"))  # a rename keeps one's place
+    a.send(Enter("caroline", "caroline", "10.0.0.1:3", 1.0, 30.0))
+    wait_until(lambda: names() == ["bob", "caroline"], what="alice gone, carol renamed")
+    assert len(b.elsewhere()) == 2 and list(a.elsewhere()) == []  # nobody is elsewhere for a
+
+
+def test_a_server_whose_presence_expired_is_nobody_elsewhere(
+    join: Callable[[str], Joined], redis_server: RedisServer
+) -> None:
+    (a, _room_a), (b, _room_b) = join("a"), join("b")
+    a.send(Enter("alice", "alice", "10.0.0.1:1", 1.0, 10.0))
+    wait_until(lambda: [p.name for p in b.elsewhere()] == ["alice"], what="alice elsewhere")
+    redis_server.client.delete("chatroom:0:members:a")  # as when a crashed server's presence expires
+    assert list(b.elsewhere()) == []

@@ -32,11 +32,18 @@ hence the number in their names too):
     script), holding ``NODE/INCARNATION SERIAL``. The writer refreshes every
     claim of this server every third of ``--redis-ttl``; leaving deletes it
     only if it is still ours. A server that dies loses its names after
-    ``--redis-ttl`` seconds.
+    ``--redis-ttl`` seconds, or at once when a server starts again under its
+    node name (a replacement): that one first frees the names an earlier run
+    of its node left.
 ``members:NODE`` (hash, expires), ``nodes`` (set)
     Who is in the room on each server, for ``/who``, the welcome line and the
-    counts in join and leave notices; rewritten with each refresh, so a dead
-    server's people vanish after ``--redis-ttl``.
+    counts in join and leave notices. Kept alive with each refresh, so a dead
+    server's people vanish after ``--redis-ttl``; refreshed before the names,
+    so it expires just before they do.
+``presence`` (channel), ``presence:seq`` (counter)
+    Every change to a members hash, numbered, published by the script that
+    makes it. Each server mirrors everyone elsewhere from it
+    (``presence``), so asking who is elsewhere does not read the room.
 
 The pieces:
 
@@ -44,17 +51,27 @@ The pieces:
 * ``writer`` — a thread that sends what the room queued (lines, private
   messages, presence, bans) in batches, one round trip per batch, and
   refreshes names and presence.
+* ``asker`` — a thread that puts the questions other threads wait on to
+  Redis, those of everyone waiting in one round trip.
+* ``presence`` — the mirror of who is in the room on the other servers.
 * ``subscriber`` — the subscription, read by the bus's *listener* thread,
   which hands what arrives to the room's entry points
-  (``chatroom.bus.RoomEvents``); it also notices outages and reconnects.
+  (``chatroom.bus.RoomEvents``) and to the mirror; it also notices outages
+  and reconnects.
+* ``connection`` — a thread's own connection, commands packed by hand.
 * ``bus`` — ``ClusterBus``, the room's bus, tying them together.
 
 Questions that need an answer (is this name free, who is elsewhere, where
-is bob) are asked by the caller's own thread, never under the room's lock,
-and no thread of the bus ever takes that lock itself: it calls the room's
-entry points, and the room calls back the bus's never-waiting methods
-(``part``, ``rejoin``, ``remember``) with its lock held, which is how a
-separation or a reunion happens at one instant for the rules and the bus.
+is bob) are asked without the room's lock, and the caller waits for the
+answer (the asker's thread asks), and no thread of the bus ever takes that
+lock itself: it calls the room's entry points, and the room calls back the
+bus's never-waiting methods (``part``, ``rejoin``, ``remember``) with its
+lock held, which is how a separation or a reunion happens at one instant for
+the rules and the bus.
+
+Joining costs a constant number of round trips whatever the size of the
+room: claiming the name, and asking the presence counter (``sync``). It was
+N² for N people, when every join read every member of every other server.
 
 When Redis is unreachable
 -------------------------

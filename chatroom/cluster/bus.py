@@ -7,7 +7,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -27,14 +27,18 @@ from chatroom.bus import (
     RoomEvents,
     SearchUnavailable,
 )
+from chatroom.cluster.asker import Asker
+from chatroom.cluster.presence import Presence
 from chatroom.cluster.scripts import (
+    Command,
     Keys,
     Scripts,
     ban_entry,
     parse_ban_entry,
-    parse_elsewhere,
     parse_find,
     parse_registration,
+    parse_snapshot,
+    parse_sync,
     registration_value,
     run,
     stream_id,
@@ -52,6 +56,8 @@ T = TypeVar("T")
 
 #: The first wait before trying Redis again; it doubles up to a third of --redis-ttl.
 FIRST_RETRY = 0.05
+#: Name keys read at a time when freeing what an earlier run of this server left.
+VACATE_BATCH = 1000
 
 
 class ClusterBus:
@@ -76,7 +82,9 @@ class ClusterBus:
         self._keys = Keys(f"chatroom:{db}:")
         self._scripts = Scripts(self._keys)
         self._health = Health()
+        self._asker = Asker(self._client, self._health, self._timeout)
         self._room: RoomEvents | None = None
+        self._presence: Presence | None = None
         self._writer: Writer | None = None
         self._subscription: Subscription | None = None
         self._origin = ""  # NODE/INCARNATION, set by start()
@@ -105,6 +113,7 @@ class ClusterBus:
         self._room, self.node = room, node
         self._origin = f"{node}/{secrets.token_hex(4)}"
         self.where += f" as node {node}"
+        self._presence = Presence(node)
         self._writer = Writer(
             self._client,
             self._scripts,
@@ -115,6 +124,7 @@ class ClusterBus:
             self.settings.redis_ttl,
             room.names_lost,
         )
+        self._asker.start()  # before the room's first questions, asked as it joins
         try:
             self._reunite(first=True)
         except RedisError as error:
@@ -131,6 +141,7 @@ class ClusterBus:
         if self._health.up:
             self._publish(farewells)
         writer.stop(max(0.0, deadline - time.monotonic()) / 2)
+        self._asker.stop()
         if self._health.up:
             try:
                 pipe = self._client.pipeline(transaction=False)
@@ -259,29 +270,43 @@ class ClusterBus:
         writer.claimed(key, claim)
         return True
 
-    def elsewhere(self) -> list[Present]:
+    def elsewhere(self) -> Sequence[Present]:
+        """From the mirror, once it holds every change Redis had when asked (see ``presence``)."""
         epoch = self._health.epoch
         if not self._health.up:
-            return []
+            return ()
+        presence = self._need(self._presence)
+        # The listener applies the changes; it cannot wait for itself (a room entry point
+        # it called may ask), and before it runs, joining has just loaded the mirror.
+        # (By ident: ``current_thread()`` would give every client's thread a Thread object.)
+        wait = self._listener.is_alive() and threading.get_ident() != self._listener.ident
+
+        def settle(answer: Any) -> Sequence[Present]:
+            seq, alive = parse_sync(answer)
+            if wait:
+                presence.wait(seq, self._timeout)  # late only if the listener is stuck: then what it has
+            return presence.everyone(alive)
+
         try:
-            return parse_elsewhere(self._ask(self._scripts.elsewhere(self._node())))
+            everyone: Sequence[Present] = self._ask(self._scripts.sync(), settle)
         except RedisError as error:
             self._health.trouble(error, epoch)
-            return []
+            return ()
+        return everyone
 
     def find(self, key: str) -> Present | None:
         epoch = self._health.epoch
         if not self._health.up:
             return None
         try:
-            found = parse_find(self._ask(self._scripts.find(key)))
+            found: Present | None = self._ask(self._scripts.find(key), parse_find)
         except RedisError as error:
             self._health.trouble(error, epoch)
             return None
         return None if found is None or found.node == self.node else found
 
-    def _ask(self, command: tuple[object, ...]) -> Any:
-        return run(self._client, command)
+    def _ask(self, command: Command, then: Callable[[Any], Any] | None = None) -> Any:
+        return self._asker.ask(command, then)
 
     @property
     def _ttl_ms(self) -> int:
@@ -363,17 +388,23 @@ class ClusterBus:
         """Subscribe, store what waited, claim names, write presence, load history; then be one room."""
         room, writer = self._events(), self._need(self._writer)
         self._health.problem = None
+        presence = self._need(self._presence)
         channels = {
             self._keys.room: self._on_lines,
             self._keys.node(self._node()): self._on_private,
             self._keys.control: self._on_control,
+            self._keys.presence: presence.apply,
         }
         subscription = Subscription(self._client, channels, self._timeout)
         try:
             self._scripts.load(self._client)
+            if first:
+                self._vacate()
             stored_bans = self._store_bans()
             lost = writer.keep(self._health.epoch, mode="claim")
-            elsewhere = len(self._ask_elsewhere())
+            seq, everyone = parse_snapshot(run(self._client, self._scripts.snapshot()))
+            presence.load(seq, everyone)
+            elsewhere = sum(len(members) for node, members in everyone.items() if node != self.node)
             entries: Any = []
             if self._recent.size:
                 entries = self._client.xrevrange(self._keys.history, count=self._recent.size)
@@ -396,9 +427,24 @@ class ClusterBus:
         room.names_lost(lost)
         room.bans_stored(stored_bans)
 
-    def _ask_elsewhere(self) -> list[Present]:
-        """Who is elsewhere, asked whether or not we are one room yet (raises if Redis fails)."""
-        return parse_elsewhere(self._ask(self._scripts.elsewhere(self._node())))
+    def _vacate(self) -> None:
+        """Free the names an earlier run under this node's name left (it crashed, or was killed).
+
+        Its presence goes with the rewrite that follows; its names would
+        otherwise stay taken until they expire, so its people could not come
+        back under them at once.
+        """
+        freed = 0
+        batch: list[str] = []
+        for key in self._client.scan_iter(match=self._keys.name("*"), count=VACATE_BATCH):
+            batch.append(key.decode())
+            if len(batch) == VACATE_BATCH:
+                freed += run(self._client, self._scripts.vacate(self._node(), self._origin, batch))
+                batch = []
+        if batch:
+            freed += run(self._client, self._scripts.vacate(self._node(), self._origin, batch))
+        if freed:
+            log.info("freed %d names an earlier run of node %s still held", freed, self._node())
 
     def _store_bans(self) -> list[tuple[str, str]]:
         """Store our bans, and bans and registrations changed while apart; returns the stored bans."""

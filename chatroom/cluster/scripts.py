@@ -54,6 +54,15 @@ class Keys:
         """Registered names: name key -> ``registration_value``."""
         return self.prefix + "registered"
 
+    @property
+    def presence(self) -> str:
+        """The channel on which every change to a members hash is told, numbered."""
+        return self.prefix + "presence"
+
+    @property
+    def presence_seq(self) -> str:
+        return self.prefix + "presence:seq"
+
     def node(self, node: str) -> str:
         """The channel of private messages for the people on ``node``."""
         return self.prefix + "node:" + node
@@ -111,40 +120,91 @@ return 0
 """
 
 _PRESENCE = """
--- KEYS[1] this server's members hash, KEYS[2] set of servers.
+-- KEYS[1] this server's members hash, KEYS[2] set of servers, KEYS[3] presence counter,
+-- KEYS[4] presence channel.
 -- ARGV[1] this server, ARGV[2] expiry (ms), ARGV[3..] field, value, field, value...
+-- Rewrites the whole hash and tells every server ('reset'), so their mirrors start again from it.
 redis.call('DEL', KEYS[1])
+local members = {}
 for i = 3, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  members[#members + 1] = {ARGV[i], ARGV[i + 1]}
 end
 if #ARGV > 2 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 redis.call('SADD', KEYS[2], ARGV[1])
-return 0
+local seq = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', KEYS[4], cjson.encode({seq, ARGV[1], 'reset', members}))
+return seq
 """
 
-_ELSEWHERE = """
--- KEYS[1] set of servers. ARGV[1] members hash prefix, ARGV[2] this server, ARGV[3] name key prefix.
--- Returns server, member, server, member... for everyone on the other servers whose
--- name that server still holds (a crashed server's list can outlive its names briefly).
-local out = {}
+_CHANGE = """
+-- KEYS as for the presence script. ARGV[1] this server, ARGV[2] expiry (ms),
+-- ARGV[3..] changes in order: '+', field, value (in the room) or '-', field, '' (gone).
+-- Changes the hash and tells every server, numbered, in one step.
+local changes = {}
+for i = 3, #ARGV, 3 do
+  if ARGV[i] == '+' then
+    redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  else
+    redis.call('HDEL', KEYS[1], ARGV[i + 1])
+  end
+  changes[#changes + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2]}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+local seq = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', KEYS[4], cjson.encode({seq, ARGV[1], 'change', changes}))
+return seq
+"""
+
+_KEEP = """
+-- KEYS[1] this server's members hash. ARGV[1] expiry (ms).
+-- Keeps the hash alive; 0 if it was gone (expired while this server was slow), so it is rewritten.
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+"""
+
+_SYNC = """
+-- KEYS[1] set of servers, KEYS[2] presence counter. ARGV[1] members hash prefix.
+-- Returns the counter and the servers whose members hash is alive (an expired one has
+-- nobody in the room any more, or has crashed: its hash expires before its names do).
+local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if node ~= ARGV[2] then
-    local flat = redis.call('HGETALL', ARGV[1] .. node)
-    if #flat == 0 then
-      redis.call('SREM', KEYS[1], node)
-    end
-    for i = 1, #flat, 2 do
-      local held = redis.call('GET', ARGV[3] .. flat[i])
-      if held and string.sub(held, 1, #node + 1) == node .. '/' then
-        out[#out + 1] = node
-        out[#out + 1] = flat[i + 1]
-      end
-    end
+  if redis.call('EXISTS', ARGV[1] .. node) == 1 then
+    out[#out + 1] = node
+  else
+    redis.call('SREM', KEYS[1], node)
   end
 end
 return out
+"""
+
+_SNAPSHOT = """
+-- KEYS[1] set of servers, KEYS[2] presence counter. ARGV[1] members hash prefix.
+-- Returns the counter, then server, {field, value, ...} for every server: everyone, at that count.
+local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  out[#out + 1] = node
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. node)
+end
+return out
+"""
+
+_VACATE = """
+-- KEYS: name keys. ARGV[1] a server's name, ARGV[2] its id now (NODE/INCARNATION).
+-- Frees the names an earlier run of that server left behind; returns how many.
+local earlier = ARGV[1] .. '/'
+local now = ARGV[2] .. ' '
+local freed = 0
+for _, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if held and string.sub(held, 1, #earlier) == earlier and string.sub(held, 1, #now) ~= now then
+    redis.call('DEL', key)
+    freed = freed + 1
+  end
+end
+return freed
 """
 
 _FIND = """
@@ -182,7 +242,11 @@ _TEXTS = {
     "claim": _CLAIM,
     "release": _RELEASE,
     "presence": _PRESENCE,
-    "elsewhere": _ELSEWHERE,
+    "change": _CHANGE,
+    "keep": _KEEP,
+    "sync": _SYNC,
+    "snapshot": _SNAPSHOT,
+    "vacate": _VACATE,
     "find": _FIND,
     "ban": _BAN,
 }
@@ -215,14 +279,34 @@ class Scripts:
         return self._eval("release", (self.keys.name(key),), claim)
 
     def presence(self, node: str, ttl_ms: int, members: Mapping[str, str]) -> Command:
-        """Rewrite who is in the room on ``node`` (name key -> ``presence_value``)."""
+        """Rewrite who is in the room on ``node`` (name key -> ``presence_value``), and say so to all."""
         flat = [value for pair in members.items() for value in pair]
-        return self._eval("presence", (self.keys.members(node), self.keys.nodes), node, ttl_ms, *flat)
+        return self._eval("presence", self._presence_keys(node), node, ttl_ms, *flat)
 
-    def elsewhere(self, node: str) -> Command:
-        """Everyone in the room on servers other than ``node``: read with ``parse_elsewhere``."""
-        prefixes = (self.keys.members(""), node, self.keys.name(""))
-        return self._eval("elsewhere", (self.keys.nodes,), *prefixes)
+    def change(self, node: str, ttl_ms: int, changes: Sequence[tuple[str, str, str]]) -> Command:
+        """People in (``+``, key, value) and out (``-``, key, ``""``) on ``node``, in order, told to all."""
+        flat = [part for change in changes for part in change]
+        return self._eval("change", self._presence_keys(node), node, ttl_ms, *flat)
+
+    def keep(self, node: str, ttl_ms: int) -> Command:
+        """Keep ``node``'s presence alive; answers 0 if it had expired (then rewrite it)."""
+        return self._eval("keep", (self.keys.members(node),), ttl_ms)
+
+    def sync(self) -> Command:
+        """The presence counter and the servers alive: read with ``parse_sync``."""
+        return self._eval("sync", (self.keys.nodes, self.keys.presence_seq), self.keys.members(""))
+
+    def snapshot(self) -> Command:
+        """Everyone on every server, with the presence counter: read with ``parse_snapshot``."""
+        return self._eval("snapshot", (self.keys.nodes, self.keys.presence_seq), self.keys.members(""))
+
+    def vacate(self, node: str, origin: str, keys: Sequence[str]) -> Command:
+        """Free the names among ``keys`` (full Redis keys) that an earlier run of ``node`` still holds."""
+        return self._eval("vacate", keys, node, origin)
+
+    def _presence_keys(self, node: str) -> tuple[str, ...]:
+        keys = self.keys
+        return (keys.members(node), keys.nodes, keys.presence_seq, keys.presence)
 
     def find(self, key: str) -> Command:
         """Where someone of that name key is in the room: read with ``parse_find``."""
@@ -244,11 +328,10 @@ def presence_value(name: str, address: str, since: float, joined: float, away: s
     return json.dumps({"name": name, "address": address, "since": since, "joined": joined, "away": away})
 
 
-def _present(node: bytes, value: bytes) -> Present:
+def present(node: str, value: bytes | str) -> Present:
+    """Someone on ``node``, from their ``presence_value``."""
     about = json.loads(value)
-    return Present(
-        about["name"], node.decode(), about["address"], about["since"], about["joined"], about.get("away")
-    )
+    return Present(about["name"], node, about["address"], about["since"], about["joined"], about.get("away"))
 
 
 def registration_value(registration: Registration | None) -> str | None:
@@ -264,12 +347,22 @@ def parse_registration(value: bytes | str | None) -> Registration | None:
     return Registration(about["name"], about["secret"], about["seen"])
 
 
-def parse_elsewhere(flat: Sequence[bytes]) -> list[Present]:
-    return [_present(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-
-
 def parse_find(found: Sequence[bytes] | None) -> Present | None:
-    return _present(found[0], found[1]) if found else None
+    return present(found[0].decode(), found[1]) if found else None
+
+
+def parse_sync(answer: Sequence[Any]) -> tuple[int, set[str]]:
+    """The presence counter, and the servers whose presence is alive."""
+    return int(answer[0]), {node.decode() for node in answer[1:]}
+
+
+def parse_snapshot(answer: Sequence[Any]) -> tuple[int, dict[str, list[tuple[str, bytes]]]]:
+    """The presence counter, and each server's (name key, presence value) pairs."""
+    nodes: dict[str, list[tuple[str, bytes]]] = {}
+    for i in range(1, len(answer), 2):
+        flat = answer[i + 1]
+        nodes[answer[i].decode()] = [(flat[j].decode(), flat[j + 1]) for j in range(0, len(flat), 2)]
+    return int(answer[0]), nodes
 
 
 def ban_entry(kind: str, value: str) -> str:

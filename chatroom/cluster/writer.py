@@ -3,8 +3,8 @@
 Operations are queued by the room (through ``ClusterBus.send``) and sent in
 batches, a batch in one round trip on the writer's own connection. Every
 third of ``--redis-ttl`` it also refreshes this server's name claims and
-rewrites its presence (``keep``), from maps it keeps itself, so it never asks
-the room.
+keeps its presence alive (``keep``), from maps it keeps itself, so it never
+asks the room.
 
 A batch being sent stays "in flight" until Redis has answered; when the
 connection fails, ``unsent`` hands the in-flight batch and the queue to the
@@ -22,15 +22,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from chatroom.bus import BanChange, Enter, Leave, Op, Registered, SendPrivate
+from chatroom.cluster.connection import OwnConnection
 from chatroom.cluster.scripts import Command, Scripts, ban_entry, presence_value, registration_value, run
 
 log = logging.getLogger("chat")
 
 #: Most lines one script call appends and publishes (a script blocks Redis while it runs).
 BATCH_LINES = 256
+#: Most entries and leaves one script call applies and publishes.
+BATCH_CHANGES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +109,7 @@ class Writer(threading.Thread):
         self._claims: dict[str, str] = {}  # name key -> our claim on it
         self._present: dict[str, str] = {}  # name key -> presence_value, for everyone in the room here
         self._stopping = False
-        self._conn: Any = None  # the writer's own connection
-        self._conn_epoch = 0
+        self._connection = OwnConnection(client)
 
     # --- any thread ------------------------------------------------------------------------
 
@@ -157,24 +159,32 @@ class Writer(threading.Thread):
             self._cond.notify_all()
         if self.is_alive():
             self.join(timeout)
-        if self._conn is not None:
-            self._conn.disconnect()
+        self._connection.close()
 
     # --- refreshing -------------------------------------------------------------------------
 
     def keep(self, epoch: int, mode: str = "keep") -> list[str]:
-        """Refresh our claims and rewrite our presence; returns the names someone else holds now.
+        """Refresh our claims and our presence; returns the names someone else holds now.
 
-        ``mode`` 'claim' (after an outage) may take over claims of ours from
-        before; lost names found by the periodic refresh are reported to the room.
+        ``mode`` 'claim' (joining, or after an outage) rewrites our presence and
+        may take over claims of ours from before; 'keep' (every third of the
+        TTL) only keeps our presence alive, rewriting it if it had expired.
+        Presence goes first, so it expires before the names do (see
+        ``chatroom.cluster.presence``). Lost names found by the periodic
+        refresh are reported to the room.
         """
         with self._cond:
             claims = list(self._claims.items())
             present = dict(self._present)
         pipe = self._client.pipeline(transaction=False)
+        if mode == "claim":
+            run(pipe, self._scripts.presence(self._node, self._ttl_ms, present))
+        else:
+            run(pipe, self._scripts.keep(self._node, self._ttl_ms))
         run(pipe, self._scripts.claim(self._origin, self._ttl_ms, mode, claims))
-        run(pipe, self._scripts.presence(self._node, self._ttl_ms, present))
-        lost_at, _ = pipe.execute()
+        kept, lost_at = pipe.execute()
+        if mode == "keep" and not kept and present:
+            run(self._client, self._scripts.presence(self._node, self._ttl_ms, present))
         lost = [claims[i - 1] for i in lost_at]
         with self._cond:
             for key, claim in lost:
@@ -218,49 +228,34 @@ class Writer(threading.Thread):
                     self._in_flight = []
 
     def _send(self, batch: list[Queued]) -> None:
-        """One round trip for everything queued (consecutive lines go as one script call).
-
-        Commands are packed by hand on the writer's own connection: redis-py's
-        pipeline object costs several times more CPU per round trip.
-        """
-        commands = list(self._commands(batch))
-        if self._conn is None:
-            self._conn = self._client.connection_pool.make_connection()
-        if self._conn_epoch != self._health.epoch:  # separated since: that socket may lead to an old Redis
-            self._conn.disconnect()
-            self._conn_epoch = self._health.epoch
-        try:
-            self._conn.send_packed_command(self._conn.pack_commands(commands))
-            for _ in commands:
-                self._conn.read_response()
-        except BaseException:
-            self._conn.disconnect()  # whatever was unread would answer the next batch
-            raise
+        """One round trip for everything queued (consecutive lines go as one script call)."""
+        for answer in self._connection.round_trip(list(self._commands(batch)), self._health.epoch):
+            if isinstance(answer, ResponseError):
+                raise answer
 
     def _commands(self, batch: list[Queued]) -> Iterator[Command]:
-        """The Redis commands for a batch: runs of lines as script calls, the rest one by one."""
-        for remember, group in itertools.groupby(batch, key=_kept):
-            if remember is None:
-                for item in group:
+        """The Redis commands for a batch: runs of lines as script calls, runs of people entering
+        and leaving as one presence change each, the rest one by one."""
+        for run_of, group in itertools.groupby(batch, key=_run_of):
+            items = list(group)
+            if run_of in (_KEPT, _NOT_KEPT):
+                lines = [item for item in items if isinstance(item, Line)]
+                keep = self._archive if run_of is _KEPT else 0
+                for at in range(0, len(lines), BATCH_LINES):
+                    chunk = lines[at : at + BATCH_LINES]
+                    yield self._scripts.publish(keep, self._origin, chunk[0].seq, [x.text for x in chunk])
+            elif run_of is _PRESENCE:
+                changes = [_change(item) for item in items if isinstance(item, Enter | Leave)]
+                for at in range(0, len(changes), BATCH_CHANGES):
+                    yield self._scripts.change(self._node, self._ttl_ms, changes[at : at + BATCH_CHANGES])
+            else:
+                for item in items:
                     yield from self._command(item)
-                continue
-            lines = [item for item in group if isinstance(item, Line)]
-            for at in range(0, len(lines), BATCH_LINES):
-                chunk = lines[at : at + BATCH_LINES]
-                keep = self._archive if remember else 0
-                yield self._scripts.publish(keep, self._origin, chunk[0].seq, [x.text for x in chunk])
 
     def _command(self, item: Queued) -> Iterator[Command]:
-        members, nodes = self._keys.members(self._node), self._keys.nodes
         match item:
             case SendPrivate(node, key, sender, line):
                 yield ("PUBLISH", self._keys.node(node), json.dumps([key, sender, line]))
-            case Enter(key, name, address, since, joined, away):
-                yield ("HSET", members, key, presence_value(name, address, since, joined, away))
-                yield ("PEXPIRE", members, self._ttl_ms)
-                yield ("SADD", nodes, self._node)
-            case Leave(key):
-                yield ("HDEL", members, key)
             case Unclaim(key, claim):
                 yield self._scripts.release(key, claim)
             case BanChange(kind, value, banned):
@@ -274,6 +269,20 @@ class Writer(threading.Thread):
                 yield ("PUBLISH", self._keys.control, json.dumps([self._origin, "reg", key, stored]))
 
 
-def _kept(item: Queued) -> bool | None:
-    """For runs of lines: whether a line is kept in history; None for anything else."""
-    return item.remember if isinstance(item, Line) else None
+_KEPT, _NOT_KEPT, _PRESENCE = "lines kept in history", "lines not kept", "presence"
+
+
+def _run_of(item: Queued) -> str | None:
+    """What a run of consecutive items that go out together is made of; None: each goes alone."""
+    if isinstance(item, Line):
+        return _KEPT if item.remember else _NOT_KEPT
+    if isinstance(item, Enter | Leave):
+        return _PRESENCE
+    return None
+
+
+def _change(item: Enter | Leave) -> tuple[str, str, str]:
+    """A presence change for the ``change`` script: in (with what others see) or out."""
+    if isinstance(item, Leave):
+        return ("-", item.key, "")
+    return ("+", item.key, presence_value(item.name, item.address, item.since, item.joined, item.away))
