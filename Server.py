@@ -4,6 +4,10 @@
 Starts the listener, the fan-out threads, the room and the operator console,
 then waits for SIGINT or SIGTERM to shut down cleanly. The pieces live in
 ``chatroom/``; ``protocol/`` and ``formatting/`` hold the pure parts.
+
+With ``--processes N`` this process becomes the supervisor of N such
+servers, one room and one console (``chatroom.supervisor``); it imports none
+of the room, which lives in the processes it starts.
 """
 
 from __future__ import annotations
@@ -13,39 +17,40 @@ import logging
 import resource
 import signal
 import socket
-import ssl
 import sys
 import threading
+from dataclasses import replace
+from pathlib import Path
 
-from chatroom.access import Access, read_allow_file
-from chatroom.bus import Bus, LocalBus
+from chatroom.bus import Bus
 from chatroom.config import Settings, parse_settings
-from chatroom.console import Operator, RoomDesk, run_interactive
-from chatroom.delivery import Fanout, Limits
-from chatroom.listener import ChatServer
 from chatroom.logpipe import PipeLog, is_pipe
-from chatroom.room import Room
 from chatroom.serverlog import ServerLog
-from chatroom.storage import Store, StoreError
-from chatroom.tls import server_context
+from chatroom.storage import StoreError
 
 log = logging.getLogger("chat")
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 #: Seconds a shutdown waits for goodbyes to be flushed before closing anyway.
 SHUTDOWN_GRACE = 3.0
+#: Seconds the supervisor gives its processes to shut down before killing them.
+PROCESSES_GRACE = 4 * SHUTDOWN_GRACE
 
 
-def configure_logging() -> ServerLog:
-    """The log goes to standard output, through a pipe-safe writer when that is a pipe or socket."""
+def configure_logging(server_log: ServerLog | None = None) -> ServerLog:
+    """The log goes to standard output, through a pipe-safe writer when that is a pipe or socket.
+
+    ``server_log``: another destination (a supervised process's link).
+    """
     # Records need no thread or process names; asking for the thread's would
     # create a threading object for each client thread (see chatroom.listener).
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    server_log = ServerLog(
-        PipeLog(sys.stdout.fileno()) if is_pipe(sys.stdout.fileno()) else None, SHUTDOWN_GRACE
-    )
+    if server_log is None:
+        server_log = ServerLog(
+            PipeLog(sys.stdout.fileno()) if is_pipe(sys.stdout.fileno()) else None, SHUTDOWN_GRACE
+        )
     log.addHandler(server_log.handler)
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -62,6 +67,9 @@ def raise_file_limit() -> int:
 
 def make_bus(settings: Settings) -> Bus:
     """SQLite on our own, or a room shared through Redis; redis-py is imported only for the latter."""
+    from chatroom.bus import LocalBus
+    from chatroom.storage import Store
+
     if not settings.redis:
         return LocalBus(Store(settings.db, settings.history, log.warning))
     try:
@@ -83,6 +91,7 @@ def wait_for_signal(stop: threading.Event) -> None:
 
 def why_not(error: Exception, settings: Settings) -> str:
     """Why the server could not start, with the way out when there is an obvious one."""
+    ssl = sys.modules.get("ssl")
     if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
         return (
             f"port {settings.port} on {settings.host} is already in use (another server?): "
@@ -92,7 +101,7 @@ def why_not(error: Exception, settings: Settings) -> str:
         return f"--host {settings.host}: {error.strerror}; it wants an address or a name of this machine"
     if isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL:
         return f"--host {settings.host} is not an address of this machine (0.0.0.0 or :: listens on all)"
-    if isinstance(error, ssl.SSLError):
+    if ssl is not None and isinstance(error, ssl.SSLError):
         return f"--tls-cert and --tls-key want a PEM certificate chain and its private key ({error})"
     if isinstance(error, OSError) and error.filename is not None and error.filename == settings.allow_file:
         return f"--allow-file {settings.allow_file}: {error.strerror}; it wants a text file, one name a line"
@@ -102,17 +111,29 @@ def why_not(error: Exception, settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
+    """One server: this process serves the room (on its own, or as one of ``--processes``)."""
+    from chatroom.access import Access, read_allow_file
+    from chatroom.console import Operator, RoomDesk, run_interactive
+    from chatroom.delivery import Fanout, Limits
+    from chatroom.listener import ChatServer
+    from chatroom.room import Room
+    from chatroom.supervised import RelayedLog, SharedPortServer, SupervisorLink
+    from chatroom.tls import server_context
+
     # No signal handlers: a handler runs between two bytecodes of the main
     # thread, and if that thread is inside ``stop.wait()`` holding the Event's
     # own lock, ``stop.set()`` in the handler deadlocks. Instead the stop
     # signals stay blocked in every thread (threads inherit the mask, so block
     # before any starts, the log's own included) and one thread takes them with sigwait().
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    server_log = configure_logging()
+    supervised = settings.supervised >= 0
+    relay = RelayedLog(settings.supervised, SHUTDOWN_GRACE) if supervised else None
+    server_log = configure_logging(relay)
     files = raise_file_limit()
     threading.stack_size(settings.thread_stack_kib * 1024)
     stop = threading.Event()
     threading.Thread(target=wait_for_signal, args=(stop,), name="signals", daemon=True).start()
+    link = SupervisorLink(settings.supervised, relay, stop.set) if relay is not None else None
     try:
         tls = None
         if settings.tls_cert and settings.tls_key:
@@ -121,38 +142,45 @@ def serve(settings: Settings) -> int:
         limits = Limits(settings.backlog, settings.max_outbox, settings.stall_timeout)
         fanout = Fanout(settings.fanout_threads, limits)
         access = Access(bus.bans(), read_allow_file(settings.allow_file))
-        room = Room(settings, bus, fanout, access, server_log.chat)
-        server = ChatServer(settings, room, tls)
+        # Under a supervisor, it alone appends to the allow-list, once for every process.
+        room_settings = replace(settings, allow_file=None) if supervised else settings
+        room = Room(room_settings, bus, fanout, access, server_log.chat)
+        if link is not None:
+            link.serve(room)
+        server = (SharedPortServer if supervised else ChatServer)(settings, room, tls)
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, StoreError) as error:
         log.error("cannot start: %s", why_not(error, settings))
         return 1
 
-    operator = Operator(RoomDesk(room), stop.set)
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
     fanout.start()
     threading.Thread(target=server.serve_forever, name="listener", daemon=True).start()
-    listening = threading.Event()
-    if not interactive:
-        # Every thread exists before the "listening" line (tests count them from
-        # there), but piped commands are read after it, so their replies follow it.
-        def console() -> None:
-            listening.wait()
-            operator.run_lines(sys.stdin)
+    if link is not None:
+        link.ready(bus.node or "")
+    else:
+        operator = Operator(RoomDesk(room), stop.set)
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        listening = threading.Event()
+        if not interactive:
+            # Every thread exists before the "listening" line (tests count them from
+            # there), but piped commands are read after it, so their replies follow it.
+            def console() -> None:
+                listening.wait()
+                operator.run_lines(sys.stdin)
 
-        threading.Thread(target=console, name="console", daemon=True).start()
-    log.info(
-        "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
-        server.address,
-        "TLS" if tls else "plain TCP",
-        settings.approve,
-        settings.history,
-        bus.where,
-        files,
-    )
-    listening.set()
-    if interactive:
-        run_interactive(operator, stop)
+            threading.Thread(target=console, name="console", daemon=True).start()
+        log.info(
+            "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
+            server.address,
+            "TLS" if tls else "plain TCP",
+            settings.approve,
+            settings.history,
+            bus.where,
+            files,
+        )
+        listening.set()
+        if interactive:
+            run_interactive(operator, stop)
     stop.wait()
 
     log.info("shutting down")
@@ -164,8 +192,96 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def supervise(settings: Settings, argv: list[str]) -> int:
+    """``--processes N``: start N servers on one port, one room, and run the one console for all."""
+    import importlib.util
+
+    from chatroom import private_redis
+    from chatroom.console import Operator, run_interactive
+    from chatroom.supervisor import ProcessesDesk, StartError, Supervisor, reserve_port
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    redis_url, where, redis = settings.redis, f"Redis at {settings.redis}", None
+    problem = None
+    if importlib.util.find_spec("redis") is None:
+        problem = "--processes needs redis-py: pip install 'chatroom[cluster]' (or: pip install redis)"
+    elif redis_url is None:
+        program = private_redis.available()
+        if program is None:
+            problem = (
+                f"--processes {settings.processes} shares the room between its processes through Redis: "
+                "give --redis URL, or install redis-server (Debian: apt-get install redis-server) "
+                "and the server starts a private one"
+            )
+        else:
+            try:  # before any thread of ours starts (see chatroom.private_redis)
+                redis = private_redis.PrivateRedis(program)
+            except OSError as error:
+                problem = f"could not start a private redis-server: {error}"
+            else:
+                redis_url, where = redis.url, f"a private redis-server ({redis.socket})"
+    configure_logging()
+    stop = threading.Event()
+    threading.Thread(target=wait_for_signal, args=(stop,), name="signals", daemon=True).start()
+    if problem is not None or redis_url is None:
+        log.error("cannot start: %s", problem)
+        return 1
+    try:
+        reserved = reserve_port(settings.host, settings.port)
+    except OSError as error:
+        log.error("cannot start: %s", why_not(error, settings))
+        if redis is not None:
+            redis.stop()
+        return 1
+    host, port = reserved.getsockname()[:2]
+    supervisor = Supervisor(settings, Path(__file__).resolve(), argv, redis_url)
+    try:
+        supervisor.start(port, settings.node or f"{socket.gethostname()}:{port}")
+    except StartError as error:
+        log.error("cannot start: %s", error)
+        supervisor.stop(PROCESSES_GRACE)
+        if redis is not None:
+            redis.stop()
+        return 1
+
+    operator = Operator(ProcessesDesk(supervisor, settings), stop.set)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    listening = threading.Event()
+    if not interactive:
+
+        def console() -> None:
+            listening.wait()
+            operator.run_lines(sys.stdin)
+
+        threading.Thread(target=console, name="console", daemon=True).start()
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    log.info(
+        "listening on %s (%d processes sharing the room through %s; %s, approve: %s, history: %d lines)",
+        address,
+        settings.processes,
+        where,
+        "TLS" if settings.tls_cert else "plain TCP",
+        settings.approve,
+        settings.history,
+    )
+    listening.set()
+    if interactive:
+        run_interactive(operator, stop)
+    stop.wait()
+
+    log.info("shutting down %d processes", settings.processes)
+    supervisor.stop(PROCESSES_GRACE)
+    reserved.close()
+    if redis is not None:
+        redis.stop()
+    log.info("stopped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    return serve(parse_settings(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    settings = parse_settings(argv)
+    return supervise(settings, argv) if settings.processes > 1 else serve(settings)
 
 
 if __name__ == "__main__":
