@@ -21,12 +21,16 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatroom.bus import Bus
 from chatroom.config import Settings, parse_settings
 from chatroom.logpipe import PipeLog, is_pipe
 from chatroom.serverlog import ServerLog
 from chatroom.storage import StoreError
+
+if TYPE_CHECKING:
+    from chatroom.private_redis import PrivateRedis
 
 log = logging.getLogger("chat")
 
@@ -35,6 +39,17 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 SHUTDOWN_GRACE = 3.0
 #: Seconds the supervisor gives its processes to shut down before killing them.
 PROCESSES_GRACE = 4 * SHUTDOWN_GRACE
+#: What ``serve`` imports, which the supervisor of --processes imports before it forks them.
+SERVER_MODULES = (
+    "chatroom.access",
+    "chatroom.cluster",
+    "chatroom.console",
+    "chatroom.delivery",
+    "chatroom.listener",
+    "chatroom.room",
+    "chatroom.supervised",
+    "chatroom.tls",
+)
 
 
 def configure_logging(server_log: ServerLog | None = None) -> ServerLog:
@@ -151,6 +166,7 @@ def serve(settings: Settings) -> int:
         bus.start(room, settings.node or f"{socket.gethostname()}:{server.server_address[1]}")
     except (OSError, ValueError, StoreError) as error:
         log.error("cannot start: %s", why_not(error, settings))
+        server_log.flush()  # a process forked by a supervisor ends without the exit handlers
         return 1
 
     fanout.start()
@@ -189,57 +205,80 @@ def serve(settings: Settings) -> int:
     bus.close(room.close(), SHUTDOWN_GRACE / 2)
     fanout.stop(SHUTDOWN_GRACE)
     log.info("stopped")
+    server_log.flush()
     return 0
+
+
+def room_redis(settings: Settings) -> tuple[str, str, PrivateRedis | None]:
+    """The Redis the processes share: URL, how the log names it, the private one if started.
+
+    Raises ValueError, saying why, when there is none.
+    """
+    import importlib.util
+
+    from chatroom import private_redis
+
+    if importlib.util.find_spec("redis") is None:
+        raise ValueError(
+            "--processes needs redis-py: pip install 'chatroom[cluster]' (or: pip install redis)"
+        )
+    if settings.redis:
+        return settings.redis, f"Redis at {settings.redis}", None
+    program = private_redis.available()
+    if program is None:
+        raise ValueError(
+            f"--processes {settings.processes} shares the room between its processes through Redis: "
+            "give --redis URL, or install redis-server (Debian: apt-get install redis-server) "
+            "and the server starts a private one"
+        )
+    try:
+        redis = private_redis.PrivateRedis(program)
+    except OSError as error:
+        raise ValueError(f"could not start a private redis-server: {error}") from None
+    return redis.url, f"a private redis-server ({redis.socket})", redis
 
 
 def supervise(settings: Settings, argv: list[str]) -> int:
     """``--processes N``: start N servers on one port, one room, and run the one console for all."""
-    import importlib.util
+    import gc
+    import importlib
 
-    from chatroom import private_redis
     from chatroom.console import Operator, run_interactive
     from chatroom.supervisor import ProcessesDesk, StartError, Supervisor, reserve_port
 
+    # Until the processes are forked this process runs no thread (see Supervisor.fork_all),
+    # so what goes wrong meanwhile is logged once the log, which has a thread, exists.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    redis_url, where, redis = settings.redis, f"Redis at {settings.redis}", None
-    problem = None
-    if importlib.util.find_spec("redis") is None:
-        problem = "--processes needs redis-py: pip install 'chatroom[cluster]' (or: pip install redis)"
-    elif redis_url is None:
-        program = private_redis.available()
-        if program is None:
-            problem = (
-                f"--processes {settings.processes} shares the room between its processes through Redis: "
-                "give --redis URL, or install redis-server (Debian: apt-get install redis-server) "
-                "and the server starts a private one"
-            )
-        else:
-            try:  # before any thread of ours starts (see chatroom.private_redis)
-                redis = private_redis.PrivateRedis(program)
-            except OSError as error:
-                problem = f"could not start a private redis-server: {error}"
-            else:
-                redis_url, where = redis.url, f"a private redis-server ({redis.socket})"
+    redis: PrivateRedis | None = None
+    reserved: socket.socket | None = None
+    supervisor: Supervisor | None = None
+    problem = ""
+    try:
+        redis_url, where, redis = room_redis(settings)
+        reserved = reserve_port(settings.host, settings.port)
+        # What every process imports, imported once here and frozen (the collector never
+        # touches it again), so the processes share it until they write to it.
+        for module in SERVER_MODULES:
+            importlib.import_module(module)
+        gc.freeze()
+        port = reserved.getsockname()[1]
+        supervisor = Supervisor(settings, Path(__file__).resolve(), argv, redis_url, serve)
+        supervisor.fork_all(port, settings.node or f"{socket.gethostname()}:{port}", reserved)
+    except (OSError, ValueError) as error:
+        problem = why_not(error, settings)
     configure_logging()
     stop = threading.Event()
     threading.Thread(target=wait_for_signal, args=(stop,), name="signals", daemon=True).start()
-    if problem is not None or redis_url is None:
+    if supervisor is not None:
+        try:
+            supervisor.start()
+        except StartError as error:
+            problem = str(error)
+            supervisor.stop(PROCESSES_GRACE)
+    if problem or supervisor is None or reserved is None:
         log.error("cannot start: %s", problem)
-        return 1
-    try:
-        reserved = reserve_port(settings.host, settings.port)
-    except OSError as error:
-        log.error("cannot start: %s", why_not(error, settings))
-        if redis is not None:
-            redis.stop()
-        return 1
-    host, port = reserved.getsockname()[:2]
-    supervisor = Supervisor(settings, Path(__file__).resolve(), argv, redis_url)
-    try:
-        supervisor.start(port, settings.node or f"{socket.gethostname()}:{port}")
-    except StartError as error:
-        log.error("cannot start: %s", error)
-        supervisor.stop(PROCESSES_GRACE)
+        if reserved is not None:
+            reserved.close()
         if redis is not None:
             redis.stop()
         return 1
@@ -254,10 +293,10 @@ def supervise(settings: Settings, argv: list[str]) -> int:
             operator.run_lines(sys.stdin)
 
         threading.Thread(target=console, name="console", daemon=True).start()
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    host, port = reserved.getsockname()[:2]
     log.info(
         "listening on %s (%d processes sharing the room through %s; %s, approve: %s, history: %d lines)",
-        address,
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         settings.processes,
         where,
         "TLS" if settings.tls_cert else "plain TCP",

@@ -402,9 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument(
         "--fanout-threads",
         type=_count(" of threads"),
-        default=d.fanout_threads,
+        default=None,
         metavar="N",
-        help="threads that send",
+        help=f"threads that send (default: {d.fanout_threads}; with --processes, 1 in each process, "
+        "since the processes send on every core already)",
     )
     tuning.add_argument(
         "--sndbuf",
@@ -439,6 +440,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         build_parser().error("--node names this server in a room shared through --redis or --processes")
     values = vars(args)
     values["node"] = values["node"] or ""
+    if values["fanout_threads"] is None:
+        values["fanout_threads"] = 1 if args.processes > 1 else Settings.fanout_threads
     values["db"] = values["db"] if values["db"] is not None else default_db_path(args.port)
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})

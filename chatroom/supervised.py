@@ -39,6 +39,7 @@ from chatroom.listener import ChatServer
 from chatroom.logpipe import PipeLog
 from chatroom.room import Room
 from chatroom.serverlog import CHAT, DROPPED, ServerLog
+from chatroom.supervisor import encode
 from protocol import messages
 from protocol.lines import unstamped_lines
 from protocol.names import name_key
@@ -47,11 +48,6 @@ log = logging.getLogger("chat")
 
 #: What a queued item of ``RelayedLog`` holds besides log lines: a message, already JSON.
 MESSAGE = "message"
-
-
-def encode(message: Sequence[object]) -> bytes:
-    """A message as the line that carries it."""
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 class RelayedLog(ServerLog):

@@ -51,6 +51,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -59,14 +60,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from chatroom.access import append_allow_file
 from chatroom.config import Settings
 from chatroom.console import Seen, Waiting
-from chatroom.supervised import encode
 from protocol.names import name_key
 
 log = logging.getLogger("chat")
@@ -81,6 +81,11 @@ FIRST_RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
 #: How old the room's count in the console's status bar may be.
 COUNT_EVERY = 1.0
+
+
+def encode(message: Sequence[object]) -> bytes:
+    """A message on the link as the line that carries it (``chatroom.supervised`` lists them)."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 class StartError(Exception):
@@ -108,13 +113,44 @@ def how_it_ended(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
+class Forked:
+    """A process forked from this one: what the supervisor needs of ``subprocess.Popen``, for it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 @dataclass
 class Worker:
     """One server process and the supervisor's end of its link."""
 
     index: int
     node: str
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | Forked
     link: socket.socket
     started: float = field(default_factory=time.monotonic)
     ready_at: float | None = None
@@ -137,10 +173,21 @@ class _Request:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, program: Path, argv: Sequence[str], redis_url: str) -> None:
-        """``program`` and ``argv``: how this server was started, which each process is too."""
+    def __init__(
+        self,
+        settings: Settings,
+        program: Path,
+        argv: Sequence[str],
+        redis_url: str,
+        serve: Callable[[Settings], int],
+    ) -> None:
+        """``program`` and ``argv``: how this server was started, which a process started again is too.
+
+        ``serve``: what a process forked at the start runs (``Server.serve``).
+        """
         self.settings = settings
-        self.port = 0  # set by start()
+        self.port = 0  # set by fork_all()
+        self._serve = serve
         self._program = program
         self._argv = list(argv)
         self._redis_url = redis_url
@@ -162,11 +209,58 @@ class Supervisor:
 
     # --- starting and stopping ---------------------------------------------------------------------
 
-    def start(self, port: int, base: str) -> None:
-        """Start every process and wait until each serves; raises ``StartError`` (then none runs)."""
+    def fork_all(self, port: int, base: str, reserved: socket.socket) -> None:
+        """Fork every process, each to serve on ``port`` (held by ``reserved``) as node BASE-I.
+
+        Call it before this process starts any thread (a fork copies only the
+        thread that forks, and any lock another one held stays locked in the
+        child). Whatever is imported and frozen by then is shared with the
+        processes, copy-on-write, until one of them writes to a page.
+        """
         self.port, self._base = port, base
         for index in range(1, self.settings.processes + 1):
-            self._spawn(index)
+            ours, theirs = socket.socketpair()
+            pid = os.fork()
+            if pid == 0:
+                ours.close()
+                self._become(index, theirs, reserved)
+            theirs.close()
+            self._add(Worker(index, self._node(index), Forked(pid), ours, pid=pid))
+
+    def _become(self, index: int, link: socket.socket, reserved: socket.socket) -> NoReturn:
+        """In a forked child: let go of the supervisor's things and serve; never returns."""
+        code = 1
+        try:
+            for worker in self._workers.values():
+                worker.link.close()
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            reserved.close()
+            os.setsid()  # a Ctrl-C at the terminal is for the supervisor alone
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)  # its log goes on the link; stderr stays, for a crash
+            os.close(devnull)
+            code = self._serve(self._settings_for(index, link.fileno()))
+        finally:
+            os._exit(code)
+
+    def _settings_for(self, index: int, link: int) -> Settings:
+        return replace(
+            self.settings,
+            processes=1,
+            port=self.port,
+            redis=self._redis_url,
+            node=self._node(index),
+            supervised=link,
+        )
+
+    def _node(self, index: int) -> str:
+        return f"{self._base}-{index}"
+
+    def start(self) -> None:
+        """Relay what the processes say, and wait until each serves; raises ``StartError``."""
         self._relay.start()
         deadline = time.monotonic() + START_TIMEOUT
         with self._lock:
@@ -201,11 +295,12 @@ class Supervisor:
             self._relay.join(2.0)
 
     def _spawn(self, index: int) -> None:
-        node = f"{self._base}-{index}"
+        """Start a process again, afresh: by now this one has threads, and must not fork."""
         ours, theirs = socket.socketpair()
-        argv = [sys.executable, str(self._program), *self._argv, "--processes", "1"]
-        argv += ["--port", str(self.port), "--redis", self._redis_url, "--node", node]
-        argv += ["--supervised", str(theirs.fileno())]
+        settings = self._settings_for(index, theirs.fileno())
+        argv = [sys.executable, str(self._program), *self._argv, "--processes", "1", "--port", str(self.port)]
+        argv += ["--redis", self._redis_url, "--node", settings.node, "--supervised", str(theirs.fileno())]
+        argv += ["--fanout-threads", str(settings.fanout_threads)]
         try:
             proc = subprocess.Popen(
                 argv,
@@ -216,12 +311,14 @@ class Supervisor:
             )
         finally:
             theirs.close()
-        ours.settimeout(REQUEST_TIMEOUT)  # sends wait at most this; reads only follow the selector
-        worker = Worker(index, node, proc, ours, pid=proc.pid)
+        self._add(Worker(index, settings.node, proc, ours, pid=proc.pid))
+
+    def _add(self, worker: Worker) -> None:
+        worker.link.settimeout(REQUEST_TIMEOUT)  # sends wait at most this; reads only follow the selector
         with self._lock:
-            self._workers[index] = worker
-            self._by_link[ours.fileno()] = worker
-            self._selector.register(ours, selectors.EVENT_READ, worker)
+            self._workers[worker.index] = worker
+            self._by_link[worker.link.fileno()] = worker
+            self._selector.register(worker.link, selectors.EVENT_READ, worker)
         self._wake()
 
     # --- requests from the console -----------------------------------------------------------------
@@ -232,7 +329,7 @@ class Supervisor:
 
     def nodes(self) -> set[str]:
         """The node names of the processes."""
-        return {f"{self._base}-{i}" for i in range(1, self.settings.processes + 1)}
+        return {self._node(i) for i in range(1, self.settings.processes + 1)}
 
     def queue(self) -> list[Queued]:
         with self._lock:
