@@ -34,7 +34,7 @@ from bench.loadgen import (
     raise_file_limit,
     worker_main,
 )
-from bench.servers import HOST, ROOT, SERVERS, ProcSample, Sampler, ServerProcess, sample
+from bench.servers import HOST, ROOT, SERVERS, ProcSample, Sampler, ServerProcess, pss_kib, sample
 from bench.wire import HIST_BUCKETS, SLOT_NS, percentile
 
 # Workers come from a fork server that has already imported the generator (and numpy),
@@ -243,6 +243,7 @@ def _drive(setup: Setup, server: ServerProcess, measured: list[int]) -> dict[str
         for part in range(rounds):
             joins += workers.ask(Join(part, rounds), max(1.0, deadline - time.monotonic()))
         marks["joined"] = _sample(server)
+        pss = [pss_kib(pid)]
         settles = workers.ask(Settle(setup.quiet, setup.join_timeout), setup.join_timeout + 15)
         marks["go"] = _sample(server)
         start_ns = time.monotonic_ns() + START_DELAY_NS
@@ -254,6 +255,7 @@ def _drive(setup: Setup, server: ServerProcess, measured: list[int]) -> dict[str
         drains = workers.ask(Drain(sent, setup.idle, setup.drain_timeout), setup.drain_timeout + 15)
         finished_ns = time.monotonic_ns()
         marks["end"] = _sample(server)
+        pss.append(pss_kib(pid))
         measured.append(server.log_size())
     finally:
         workers.close()
@@ -263,6 +265,7 @@ def _drive(setup: Setup, server: ServerProcess, measured: list[int]) -> dict[str
     row["server"] = setup.server
     row["in_flight"] = in_flight(setup)
     row["proc"] = _costs(setup, marks, sampler)
+    row["proc"]["pss_kib"] = max(pss)
     problems = []
     if row["joined"] < setup.total:
         problems.append(f"{setup.total - row['joined']} of {setup.total} clients did not join")
@@ -408,6 +411,7 @@ def _costs(setup: Setup, marks: dict[str, ProcSample], sampler: Sampler) -> dict
         "threads_idle": idle.threads,
         "threads_peak": max(sampler.peak_threads, end.threads),
         "cpu_s_join": round(marks["joined"].cpu_s - idle.cpu_s, 2),
+        "cpu_s_settle": round(marks["go"].cpu_s - marks["joined"].cpu_s, 2),
         "cpu_s_run": round(end.cpu_s - marks["go"].cpu_s, 2),
         "cpu_s_total": round(end.cpu_s, 2),
     }

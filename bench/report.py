@@ -21,8 +21,20 @@ def metric(row: Row, name: str) -> float | None:
         return None
     if name == "cpu_us_per_delivery":
         return cpu_per_delivery(row)
+    if name == "cpu_ms_per_line":
+        return cpu_per_line(row)
+    if name == "peak_rss_mib":
+        return float(row["proc"]["peak_rss_kib"]) / 1024
+    if name == "pss_mib":
+        return float(row["proc"].get("pss_kib", 0)) / 1024 or None
     value = row["latency_ms"]["p99"] if name == "p99_ms" else row.get(name)
     return None if value is None else float(value)
+
+
+def cpu_per_line(row: Row) -> float | None:
+    """The server's CPU time per line sent, in ms: every delivery of a line together (scale)."""
+    sent = row.get("sent") or 0
+    return row["proc"]["cpu_s_run"] * 1e3 / sent if sent else None
 
 
 def cpu_per_delivery(row: Row) -> float | None:
@@ -189,16 +201,50 @@ def _scale_table(rows: list[Row]) -> list[str]:
         rows,
         {
             "joined": lambda r: r["joined"],
-            "joins/s": lambda r: _num(r["join_rate"]),
+            "join s": lambda r: f"{r['join_s']:.1f}",
             "p50 ms": lambda r: _ms(r["latency_ms"]["p50"]),
             "p99 ms": lambda r: _ms(r["latency_ms"]["p99"]),
             "max ms": lambda r: _ms(r["latency_ms"]["max"]),
             "lost": lambda r: r["lost"],
             "peak RSS MiB": lambda r: f"{r['proc']['peak_rss_kib'] / 1024:.1f}",
+            "PSS MiB": lambda r: f"{r['proc'].get('pss_kib', 0) / 1024:.1f}",
             "RSS/client KiB": lambda r: r["proc"]["rss_per_client_kib"],
             "threads": lambda r: r["proc"]["threads_peak"],
+            "CPU ms/line": lambda r: _ms(cpu_per_line(r)),
         },
     )
+
+
+#: The scale scenario's comparisons: what, and its figure.
+SCALE_FIGURES = {
+    "p99": "p99_ms",
+    "join s": "join_s",
+    "peak RSS": "peak_rss_mib",
+    "PSS": "pss_mib",
+    "CPU/line": "cpu_ms_per_line",
+}
+
+
+def _scale_ratios(rows: list[Row]) -> list[str]:
+    """ours-p2 against ours and against the textbook server, figure by figure (lower is better)."""
+    measured = {r["server"] for r in rows}
+    pairs = [(a, b) for a, b in (("ours-p2", "ours"), ("ours-p2", "textbook"), ("ours", "textbook"))]
+    pairs = [(a, b) for a, b in pairs if a in measured and b in measured]
+    if not pairs:
+        return []
+    out = [
+        "Ratios, lower is better:",
+        "",
+        "| clients | ratio | " + " | ".join(SCALE_FIGURES) + " |",
+        "|---:|---|" + "---:|" * len(SCALE_FIGURES),
+    ]
+    for size in sorted({r["clients"] for r in rows}):
+        at = {r["server"]: r for r in rows if r["clients"] == size}
+        for a, b in pairs:
+            if a in at and b in at:
+                cells = [_ratio(metric(at[a], m), metric(at[b], m)) for m in SCALE_FIGURES.values()]
+                out.append(f"| {size} | {a} ÷ {b} | " + " | ".join(cells) + " |")
+    return out
 
 
 def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
@@ -227,6 +273,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
             ]
         elif name == "scale":
             out += _scale_table(mine)
+            ratios = _scale_ratios(mine)
+            out += ["", *ratios] if ratios else []
         elif scenario.web_share:
             out += _web_table(mine)
         else:

@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--clients", help="comma-separated client counts, instead of each scenario's own")
     parser.add_argument("--duration", type=float, help="seconds of sending per measurement")
-    parser.add_argument("--servers", default=",".join(SERVER_NAMES), help="comma-separated")
+    parser.add_argument(
+        "--servers",
+        help=f"comma-separated, from: {', '.join(SERVER_NAMES)} "
+        "(default: each scenario's own; scale: ours,ours-p2,textbook, the others: ours,ncat,textbook)",
+    )
     parser.add_argument("--senders", type=int, help="clients that send (default 2)")
     parser.add_argument("--rate", type=float, help="lines/s in total, for the fixed-rate scenarios")
     parser.add_argument("--workers", type=int, help="generator processes (default: 1 per 1000 clients)")
@@ -88,8 +92,8 @@ def scenarios_from(text: str) -> list[Scenario]:
 def setups(args: argparse.Namespace) -> list[Setup]:
     """Every measurement to make, servers interleaved within each size."""
     args.scenario = args.scenario or ("all" if args.smoke else "default")
-    servers = _csv(args.servers)
-    for server in servers:
+    chosen = _csv(args.servers) if args.servers else None
+    for server in chosen or ():
         if server not in SERVER_NAMES:
             raise SystemExit(f"unknown server {server!r}; choose from {', '.join(SERVER_NAMES)}")
     sweep = "sweep" in _csv(args.scenario)
@@ -98,6 +102,7 @@ def setups(args: argparse.Namespace) -> list[Setup]:
     for scenario in scenarios_from(args.scenario):
         if args.smoke:
             scenario = smoke(scenario)
+        servers = chosen or list(scenario.servers)
         sizes = [int(n) for n in _csv(args.clients)] if args.clients else list(scenario.sizes)
         if sweep and not args.clients and not args.smoke and scenario.name in PRESETS["sweep"]:
             sizes = list(PLOT_SIZES)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SERVER_NAMES = ("ours", "ncat", "textbook")
+SERVER_NAMES = ("ours", "ours-p2", "ncat", "textbook")
+#: The servers a scenario measures unless ``--servers`` says otherwise.
+PEERS = ("ours", "ncat", "textbook")
 #: Client counts on the plot (2000 and up only on a quiet machine).
 PLOT_SIZES = (10, 50, 200, 500, 2000)
 
@@ -29,6 +31,7 @@ class Scenario:
     window: int | None = None  # a flooding sender's lines in flight; None: --window; 0: no limit
     probe_worker: bool = False  # see bench.measure.Setup.probe_worker
     web_share: float = 0.0  # readers that are browsers, over the web front door's WebSocket
+    servers: tuple[str, ...] = PEERS
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -67,6 +70,8 @@ SCENARIOS: dict[str, Scenario] = {
             metric="p99_ms",
             higher_is_better=False,
             probe_worker=True,
+            # Where one process is short of cores: ours, ours on every core, and the textbook server.
+            servers=("ours", "ours-p2", "textbook"),
         ),
         Scenario(
             "web",

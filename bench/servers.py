@@ -1,9 +1,13 @@
-"""The three servers under test: how to start each, when it is ready, what it costs, how to stop it.
+"""The servers under test: how to start each, when it is ready, what it costs, how to stop it.
 
 Each runs as its own process group on 127.0.0.1 and a free port, with its output
 in a log file, and is killed with its whole group whatever happens. Its cost is
-read from ``/proc/PID``: peak resident memory (``VmHWM``), thread count and CPU
-time (``utime + stime``).
+read from ``/proc`` for the process and every process it started (``ours-p2``
+is a supervisor, two server processes and a private redis-server; the others
+are one process): peak resident memory (``VmHWM``, summed over the processes,
+each at its own peak), thread count and CPU time (``utime + stime``), and
+proportional memory (``Pss`` from ``smaps_rollup``: pages shared between
+processes counted once, in shares) when asked.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 READY_TIMEOUT = 15.0
 STOP_GRACE = 2.0
+#: A server with processes of its own stops them first, each telling thousands of clients goodbye.
+TREE_STOP_GRACE = 20.0
 _TICK = os.sysconf("SC_CLK_TCK")
 
 #: ncat watches its sockets with select(): it aborts ("Attempt to FD_SET fd 1024, which is
@@ -48,6 +55,10 @@ class ServerSpec:
     notable: dict[str, str] = field(default_factory=dict)
     #: It serves browsers too (``--web-port``).
     web: bool = False
+    #: More Server.py flags, for variants of ours.
+    flags: tuple[str, ...] = ()
+    #: Sockets listening on the port once it is ready (one per server process).
+    listeners: int = 1
 
     def command(
         self,
@@ -58,13 +69,14 @@ class ServerSpec:
         web_port: int = 0,
     ) -> list[str]:
         """The command line; ``ours`` is the checkout whose Server.py is measured, with ``ours_args``."""
-        if self.name == "ours":
+        if self.dialect == "ours":
             return [
                 sys.executable,
                 str(ours / "Server.py"),
                 *("--port", str(port), "--approve", "all", "--flood-rate", "0", "--db", ":memory:"),
                 *("--max-clients", "0", "--max-per-ip", "0", "--max-pending", "0"),
                 *(("--web-port", str(web_port)) if web_port else ()),
+                *self.flags,
                 *ours_args,
             ]
         if self.name == "ncat":
@@ -78,22 +90,30 @@ class ServerSpec:
         """Why this server cannot run here, or None."""
         if self.name == "ncat" and shutil.which("ncat") is None:
             return "ncat is not installed (Debian package ncat)"
+        if "--processes" in self.flags and shutil.which("redis-server") is None:
+            return "redis-server is not installed (Debian package redis-server): --processes needs it"
         return None
 
 
+#: What in our log is worth counting.
+OUR_NOTABLE = {
+    "cut off (not reading)": r"not reading",
+    "connection lost": r"connection lost",
+    "flood control": r"flood control",
+    "refused": r"\brefused\b",
+    "errors": r"unexpected error|Traceback|Error:",
+    "process died": r"process \d+ \(pid \d+\) (killed|exited)",
+}
+
 SERVERS: dict[str, ServerSpec] = {
-    "ours": ServerSpec(
+    "ours": ServerSpec("ours", "this server (Server.py)", "ours", notable=OUR_NOTABLE, web=True),
+    "ours-p2": ServerSpec(
+        "ours-p2",
+        "this server with --processes 2 (two processes, a private redis-server)",
         "ours",
-        "this server (Server.py)",
-        "ours",
-        notable={
-            "cut off (not reading)": r"not reading",
-            "connection lost": r"connection lost",
-            "flood control": r"flood control",
-            "refused": r"\brefused\b",
-            "errors": r"unexpected error|Traceback|Error:",
-        },
-        web=True,
+        notable=OUR_NOTABLE,
+        flags=("--processes", "2"),
+        listeners=2,
     ),
     "ncat": ServerSpec(
         "ncat",
@@ -114,8 +134,8 @@ SERVERS: dict[str, ServerSpec] = {
 }
 
 
-def listening(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds a TCP socket listening on ``port`` (from /proc, no connection).
+def listeners(pids: Sequence[int], port: int) -> int:
+    """How many TCP sockets listening on ``port`` the processes ``pids`` hold (from /proc, no connection).
 
     Connecting to find out has side effects: ncat --chat announces every
     newcomer to everyone, calling getpeername() on each connection, and exits
@@ -130,15 +150,41 @@ def listening(pid: int, port: int) -> bool:
                 fields = row.split()
                 if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
                     inodes.add(fields[9])
-    if not inodes:
-        return False
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
+    held = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        held.add(link[8:-1])
+    return len(held)
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process it started, and they started, that is still alive."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             with contextlib.suppress(OSError):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return True
-    return False
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat[stat.rfind(")") + 2 :].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Still running (a zombie, gone but not yet reaped, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def free_port() -> int:
@@ -163,8 +209,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def sample(pid: int) -> ProcSample | None:
-    """Memory, threads and CPU of a process from /proc; None once it is gone."""
+def _sample_one(pid: int) -> ProcSample | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         cpu_s = cpu_seconds(pid)
@@ -181,6 +226,32 @@ def sample(pid: int) -> ProcSample | None:
         threads=int(values.get("Threads", "0")),
         cpu_s=cpu_s,
     )
+
+
+def sample(pid: int) -> ProcSample | None:
+    """Memory, threads and CPU of a server's processes together, from /proc; None once it is gone."""
+    total = _sample_one(pid)
+    if total is None:
+        return None
+    for other in tree(pid)[1:]:
+        one = _sample_one(other)
+        if one is not None:
+            total.rss_kib += one.rss_kib
+            total.hwm_kib += one.hwm_kib
+            total.threads += one.threads
+            total.cpu_s += one.cpu_s
+    return total
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional memory of a server's processes together: shared pages counted once, in shares."""
+    total = 0
+    for one in tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
 
 
 class Sampler(threading.Thread):
@@ -268,14 +339,18 @@ class ServerProcess:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        """Until the server's own process has a socket listening on the port.
+        """Until the server's processes have their sockets listening on the port.
 
         Not by connecting: a test connection is a client to the server, and one
-        that hangs up at the wrong moment kills ncat (see ``listening``).
+        that hangs up at the wrong moment kills ncat (see ``listeners``).
         """
         assert self.proc is not None
         deadline = time.monotonic() + READY_TIMEOUT
-        while not all(listening(self.proc.pid, port) for port in (self.port, self.web_port) if port):
+        while not all(
+            listeners(tree(self.proc.pid), port) >= self.spec.listeners
+            for port in (self.port, self.web_port)
+            if port
+        ):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited with {self.proc.returncode}: {self.log_tail()}")
             if time.monotonic() > deadline:
@@ -286,9 +361,16 @@ class ServerProcess:
         return None if self.proc is None else self.proc.poll()
 
     def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL after a grace period; never raises."""
+        """SIGTERM to the group, SIGKILL after a grace period; never raises.
+
+        Processes the server started in sessions of their own (ours-p2's) are
+        stopped by it; any still there once it is gone are killed, so the next
+        measurement starts on a quiet machine.
+        """
         if self.proc is not None and self.proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
+            started = tree(self.proc.pid)[1:]
+            grace = TREE_STOP_GRACE if started else STOP_GRACE
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, sig)
                 try:
@@ -296,6 +378,12 @@ class ServerProcess:
                     break
                 except subprocess.TimeoutExpired:
                     continue
+            deadline = time.monotonic() + STOP_GRACE
+            while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for pid in started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None

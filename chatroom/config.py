@@ -74,6 +74,8 @@ class Settings:
     redis: str | None = None
     node: str = ""
     redis_ttl: float = 15.0
+    processes: int = 1
+    supervised: int = -1  # the fd of the link to the supervisor, in a process it started
 
 
 def _checked(convert: Callable[[str], N], wants: str, ok: Callable[[N], bool]) -> Callable[[str], N]:
@@ -138,6 +140,26 @@ def _addresses(text: str) -> tuple[str, ...]:
     return found
 
 
+def cores() -> int:
+    """The cores this process may run on (``--processes auto``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _processes(text: str) -> int:
+    if text == "auto":
+        return cores()
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"wants a number of processes, 1 or more, or 'auto', not {text!r}")
+    return count
+
+
 def _redis_url(text: str) -> str:
     if not text.startswith(REDIS_SCHEMES):
         raise argparse.ArgumentTypeError(
@@ -161,6 +183,7 @@ def _readable_file(text: str) -> str:
 
 USAGE = """%(prog)s [--host ADDR] [--port N] [--web-port N] [--approve ask|all|allowlist]
                  [--allow-file PATH] [--history N] [--db PATH] [--tls-cert PEM --tls-key PEM]
+                 [--processes N|auto]
                  [--redis URL [--node NAME] [--redis-ttl SECONDS]] [LIMITS] [TUNING]"""
 
 DESCRIPTION = """\
@@ -182,7 +205,7 @@ files:
 exit status:
   0  clean shutdown (signal, /quit, or Ctrl-C at the console)
   1  could not start (port in use, bad certificate, unreadable database,
-     Redis unreachable, --redis without redis-py)
+     Redis unreachable, --redis without redis-py, --processes without Redis)
   2  bad options
 
 examples:
@@ -191,7 +214,8 @@ examples:
   %(prog)s --approve all --db :memory: a throwaway room for testing
   %(prog)s --web-port 8080            browsers too, at http://127.0.0.1:8080/
   %(prog)s --redis redis://127.0.0.1:6379/0 --port 5556 --node b
-                                      a second server in the same room"""
+                                      a second server in the same room
+  %(prog)s --processes auto            a process per core, one room, one console"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,7 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     cluster = parser.add_argument_group(
-        "several servers, one room (needs redis-py: pip install 'chatroom[cluster]')"
+        "several processes or servers, one room (needs redis-py: pip install 'chatroom[cluster]')"
+    )
+    cluster.add_argument(
+        "--processes",
+        type=_processes,
+        default=d.processes,
+        metavar="N|auto",
+        help="serve with N processes on one port (auto: one per core), one room and one console; "
+        "they share the room through --redis, or a private redis-server started with the server",
+    )
+    # How the supervisor of --processes starts each process: FD is its end of the link.
+    cluster.add_argument(
+        "--supervised", type=_count(" (a file descriptor)"), default=d.supervised, help=argparse.SUPPRESS
     )
     cluster.add_argument(
         "--redis",
@@ -282,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--node",
         type=_node,
         metavar="NAME",
-        help="this server's name in the room (default: HOSTNAME:PORT); each server needs its own",
+        help="this server's name in the room (default: HOSTNAME:PORT); each server needs its own "
+        "(with --processes, process I is NAME-I)",
     )
     cluster.add_argument(
         "--redis-ttl",
@@ -404,9 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument(
         "--fanout-threads",
         type=_count(" of threads"),
-        default=d.fanout_threads,
+        default=None,
         metavar="N",
-        help="threads that send",
+        help=f"threads that send (default: {d.fanout_threads}; with --processes, 1 in each process, "
+        "since the processes send on every core already)",
     )
     tuning.add_argument(
         "--sndbuf",
@@ -437,10 +475,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     args = build_parser().parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         build_parser().error("--tls-cert and --tls-key go together")
-    if args.node and not args.redis:
-        build_parser().error("--node names this server in a room shared through --redis")
+    if args.node and not args.redis and args.processes == 1:
+        build_parser().error("--node names this server in a room shared through --redis or --processes")
     values = vars(args)
     values["node"] = values["node"] or ""
+    if values["fanout_threads"] is None:
+        values["fanout_threads"] = 1 if args.processes > 1 else Settings.fanout_threads
     values["db"] = values["db"] if values["db"] is not None else default_db_path(args.port)
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})

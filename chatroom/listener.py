@@ -160,6 +160,9 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._starved = False  # out of file descriptors at the last accept
         if ":" in settings.host:
             self.address_family = socket.AF_INET6
+        # Under --processes, beside the other processes on one port: the kernel spreads
+        # new connections among them.
+        self.allow_reuse_port = settings.supervised >= 0
         super().__init__((settings.host, settings.port if port is None else port), handler)
 
     @property

@@ -29,6 +29,10 @@ from protocol.lines import unstamped_lines
 
 #: Bytes of log waiting to be formatted past which new lines are dropped (and counted).
 QUEUE_LIMIT = 4 << 20
+#: What a queued item holds: log lines, or public lines said in the room (logged without stamp and styles).
+LOG, CHAT = "log", "chat"
+#: The line that takes the place of lines dropped.
+DROPPED = "[{count} log lines dropped: the log could not keep up]"
 
 
 @functools.lru_cache(maxsize=4)
@@ -46,7 +50,7 @@ class _Handler(logging.Handler):
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
-            self._log.put(record.created, (text,))
+            self._log.put(record.created, (text,), LOG)
         except Exception:
             self.handleError(record)
 
@@ -63,14 +67,14 @@ class ServerLog:
         self._pipe = pipe
         self._grace = grace
         self._cond = threading.Condition()
-        self._queue: list[tuple[float, Sequence[str], bool]] = []  # (time, lines, said in the room)
+        self._queue: list[tuple[float, Sequence[str], str]] = []  # (time, lines, LOG or CHAT)
         self._queued = 0  # characters in _queue, roughly
         self._dropped = 0
         self._writing = False
         self.handler = _Handler(self)
         threading.Thread(target=self._write, name="log-writer", daemon=True).start()
 
-    def put(self, at: float, lines: Sequence[str], said: bool = False) -> None:
+    def put(self, at: float, lines: Sequence[str], kind: str) -> None:
         """Queue lines, to be written after everything queued before; never waits."""
         with self._cond:
             if self._queued > QUEUE_LIMIT:
@@ -78,12 +82,12 @@ class ServerLog:
                 return
             if not self._queue:
                 self._cond.notify()
-            self._queue.append((at, lines, said))
+            self._queue.append((at, lines, kind))
             self._queued += 80 * len(lines)
 
     def chat(self, lines: Sequence[str]) -> None:
         """Public lines said in the room, as rendered (the log shows them without stamp and styles)."""
-        self.put(time.time(), lines, said=True)
+        self.put(time.time(), lines, CHAT)
 
     def flush(self) -> None:
         """Write out what is queued (at exit); waits at most the grace period."""
@@ -100,18 +104,20 @@ class ServerLog:
                 queue, self._queue, self._queued = self._queue, [], 0
                 dropped, self._dropped = self._dropped, 0
                 self._writing = True
-            out = []
-            for at, lines, said in queue:
-                date = _date(int(at))
-                out += [f"{date} {line}\n" for line in (unstamped_lines(lines) if said else lines)]
-            if dropped:
-                out.append(
-                    f"{_date(int(time.time()))} [{dropped} log lines dropped: the log could not keep up]\n"
-                )
-            self._emit("".join(out))
+            self._emit(self._render(queue, dropped))
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
+
+    def _render(self, queue: list[tuple[float, Sequence[str], str]], dropped: int) -> str:
+        """What is queued as the text to write, in order; ``dropped`` lines are said to be missing."""
+        out = []
+        for at, lines, kind in queue:
+            date = _date(int(at))
+            out += [f"{date} {line}\n" for line in (unstamped_lines(lines) if kind == CHAT else lines)]
+        if dropped:
+            out.append(f"{_date(int(time.time()))} {DROPPED.format(count=dropped)}\n")
+        return "".join(out)
 
     def _emit(self, text: str) -> None:
         try:

@@ -207,3 +207,18 @@ def test_handshake_with_our_server_wording() -> None:
     assert shake.feed(greeting) == (b"c3\n", None)
     welcome = lines.notice("12:00:00", messages.WELCOME(name="c3", count=1, names="c3")) + "\r\nrest"
     assert shake.feed(welcome.encode()) == (b"", b"rest")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_ours_on_two_processes_is_measured_across_them(tmp_path: Path) -> None:
+    """``ours-p2`` (the scale scenario's --processes 2): everything delivered, costs over every process."""
+    setup = Setup(
+        "ours-p2", "scale", clients=6, senders=2, duration=0.6, rate=10.0, workers=2, probe_worker=True
+    )
+    row = measure(setup, tmp_path)
+    assert row["status"] == "ok", row.get("reason")
+    assert row["lost"] == 0 and row["delivered"] == row["expected"] > 0
+    assert "errors" not in row["server_log"]["counts"], row["server_log"]
+    # The supervisor serves no one: its two processes hold the clients' threads between them.
+    assert row["proc"]["threads_peak"] > row["clients"]
+    assert row["proc"]["pss_kib"] > 0

@@ -178,11 +178,11 @@ def test_who_is_elsewhere_is_in_the_order_they_were_let_in(join: Callable[[str],
     assert len(b.elsewhere()) == 2 and list(a.elsewhere()) == []  # nobody is elsewhere for a
 
 
-def test_a_server_whose_presence_expired_is_nobody_elsewhere(
+def test_a_server_that_stopped_refreshing_is_nobody_elsewhere(
     join: Callable[[str], Joined], redis_server: RedisServer
 ) -> None:
     (a, _room_a), (b, _room_b) = join("a"), join("b")
     a.send(Enter("alice", "alice", "10.0.0.1:1", 1.0, 10.0))
     wait_until(lambda: [p.name for p in b.elsewhere()] == ["alice"], what="alice elsewhere")
-    redis_server.client.delete("chatroom:0:members:a")  # as when a crashed server's presence expires
+    redis_server.client.delete("chatroom:0:alive:a")  # as when a crashed server stops refreshing it
     assert list(b.elsewhere()) == []

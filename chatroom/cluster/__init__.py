@@ -35,11 +35,11 @@ hence the number in their names too):
     ``--redis-ttl`` seconds, or at once when a server starts again under its
     node name (a replacement): that one first frees the names an earlier run
     of its node left.
-``members:NODE`` (hash, expires), ``nodes`` (set)
+``members:NODE`` (hash, expires), ``nodes`` (set), ``alive:NODE`` (string, expires)
     Who is in the room on each server, for ``/who``, the welcome line and the
-    counts in join and leave notices. Kept alive with each refresh, so a dead
-    server's people vanish after ``--redis-ttl``; refreshed before the names,
-    so it expires just before they do.
+    counts in join and leave notices, and which servers are alive: each
+    refreshes its alive key, then its names, so a dead server's people vanish
+    after ``--redis-ttl``, just before its names can be taken again.
 ``presence`` (channel), ``presence:seq`` (counter)
     Every change to a members hash, numbered, published by the script that
     makes it. Each server mirrors everyone elsewhere from it

@@ -147,7 +147,7 @@ class ClusterBus:
                 pipe = self._client.pipeline(transaction=False)
                 for key, claim in writer.claims().items():
                     run(pipe, self._scripts.release(key, claim))
-                pipe.delete(self._keys.members(self._node()))
+                pipe.delete(self._keys.members(self._node()), self._keys.alive(self._node()))
                 pipe.srem(self._keys.nodes, self._node())
                 pipe.execute()
             except RedisError as error:

@@ -14,9 +14,9 @@ costs one small round trip (``sync``: the counter and the servers alive),
 and the caller waits until the mirror has applied every change up to that
 count, so it sees at least what Redis held when it asked: someone who has
 seen a join notice finds that person here, because the join was published
-before its notice. Servers whose presence has expired are left out; a
-crashed server's presence expires just before its names do, so no one is
-listed twice when a name is taken again.
+before its notice. Servers that stopped refreshing their alive key are left
+out; a crashed server's alive key expires just before its names do, so no
+one is listed twice when a name is taken again.
 
 The answer (``Everyone``) is a view, not a copy: the mirror keeps people in
 a list in the order they arrived (which is the order they were let in,

@@ -73,6 +73,10 @@ class Keys:
     def members(self, node: str) -> str:
         return self.prefix + "members:" + node
 
+    def alive(self, node: str) -> str:
+        """Exists while ``node`` refreshes it: the servers in the room."""
+        return self.prefix + "alive:" + node
+
 
 _PUBLISH = """
 -- KEYS[1] history stream, KEYS[2] room channel.
@@ -121,9 +125,10 @@ return 0
 
 _PRESENCE = """
 -- KEYS[1] this server's members hash, KEYS[2] set of servers, KEYS[3] presence counter,
--- KEYS[4] presence channel.
+-- KEYS[4] presence channel, KEYS[5] this server's alive key.
 -- ARGV[1] this server, ARGV[2] expiry (ms), ARGV[3..] field, value, field, value...
 -- Rewrites the whole hash and tells every server ('reset'), so their mirrors start again from it.
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
 redis.call('DEL', KEYS[1])
 local members = {}
 for i = 3, #ARGV, 2 do
@@ -140,7 +145,7 @@ return seq
 """
 
 _CHANGE = """
--- KEYS as for the presence script. ARGV[1] this server, ARGV[2] expiry (ms),
+-- KEYS[1..4] as for the presence script. ARGV[1] this server, ARGV[2] expiry (ms),
 -- ARGV[3..] changes in order: '+', field, value (in the room) or '-', field, '' (gone).
 -- Changes the hash and tells every server, numbered, in one step.
 local changes = {}
@@ -160,15 +165,19 @@ return seq
 """
 
 _KEEP = """
--- KEYS[1] this server's members hash. ARGV[1] expiry (ms).
--- Keeps the hash alive; 0 if it was gone (expired while this server was slow), so it is rewritten.
-return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+-- KEYS[1] this server's members hash, KEYS[2] set of servers, KEYS[3] its alive key.
+-- ARGV[1] this server, ARGV[2] expiry (ms).
+-- This server is alive for another expiry; its hash too, unless it was gone (then it is rewritten).
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
 _SYNC = """
--- KEYS[1] set of servers, KEYS[2] presence counter. ARGV[1] members hash prefix.
--- Returns the counter and the servers whose members hash is alive (an expired one has
--- nobody in the room any more, or has crashed: its hash expires before its names do).
+-- KEYS[1] set of servers, KEYS[2] presence counter. ARGV[1] alive key prefix.
+-- Returns the counter and the servers alive: those that refreshed within the expiry.
+-- Each refreshes its alive key just before its names, so a server that died is
+-- left out before a name it held can be taken again.
 local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', ARGV[1] .. node) == 1 then
@@ -289,12 +298,14 @@ class Scripts:
         return self._eval("change", self._presence_keys(node), node, ttl_ms, *flat)
 
     def keep(self, node: str, ttl_ms: int) -> Command:
-        """Keep ``node``'s presence alive; answers 0 if it had expired (then rewrite it)."""
-        return self._eval("keep", (self.keys.members(node),), ttl_ms)
+        """Keep ``node`` and its presence alive; answers 0 if its presence had expired (then rewrite it)."""
+        return self._eval(
+            "keep", (self.keys.members(node), self.keys.nodes, self.keys.alive(node)), node, ttl_ms
+        )
 
     def sync(self) -> Command:
         """The presence counter and the servers alive: read with ``parse_sync``."""
-        return self._eval("sync", (self.keys.nodes, self.keys.presence_seq), self.keys.members(""))
+        return self._eval("sync", (self.keys.nodes, self.keys.presence_seq), self.keys.alive(""))
 
     def snapshot(self) -> Command:
         """Everyone on every server, with the presence counter: read with ``parse_snapshot``."""
@@ -306,7 +317,7 @@ class Scripts:
 
     def _presence_keys(self, node: str) -> tuple[str, ...]:
         keys = self.keys
-        return (keys.members(node), keys.nodes, keys.presence_seq, keys.presence)
+        return (keys.members(node), keys.nodes, keys.presence_seq, keys.presence, keys.alive(node))
 
     def find(self, key: str) -> Command:
         """Where someone of that name key is in the room: read with ``parse_find``."""

@@ -169,8 +169,8 @@ class Writer(threading.Thread):
         ``mode`` 'claim' (joining, or after an outage) rewrites our presence and
         may take over claims of ours from before; 'keep' (every third of the
         TTL) only keeps our presence alive, rewriting it if it had expired.
-        Presence goes first, so it expires before the names do (see
-        ``chatroom.cluster.presence``). Lost names found by the periodic
+        Presence and the alive key go first, so they expire before the names do
+        (see ``chatroom.cluster.presence``). Lost names found by the periodic
         refresh are reported to the room.
         """
         with self._cond:
