@@ -84,7 +84,7 @@ class WorkerPlan:
     parallel: int = 64
     join_timeout: float = 30.0
     window: int = 1000
-    nice: int = 0  # added to the process's niceness (see ``bench.measure.plans``)
+    background: bool = False  # runs only on a core nothing else wants (see ``bench.measure.plans``)
     web_port: int = 0  # the web front door, for clients that are browsers
 
 
@@ -588,8 +588,11 @@ async def _serve(conn: Connection, plan: WorkerPlan) -> None:
 def worker_main(conn: Connection, plan: WorkerPlan) -> None:
     """Entry point of a worker process."""
     raise_file_limit()
-    if plan.nice:
-        os.nice(plan.nice)
+    if plan.background:
+        try:  # SCHED_IDLE: below every ordinary process, however nice
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):  # not Linux
+            os.nice(19)
     try:
         asyncio.run(_serve(conn, plan))
     except (EOFError, KeyboardInterrupt):

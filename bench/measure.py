@@ -85,10 +85,6 @@ class Setup:
         return 30.0 + 3 * self.duration
 
 
-#: Niceness of counting-only generator processes under ``Setup.probe_worker``.
-COUNTER_NICE = 10
-
-
 def auto_workers(clients: int, cores: int) -> int:
     """One process per thousand clients, at most one per core (they share it with the server)."""
     return max(1, min(cores, -(-clients // 1000)))
@@ -110,8 +106,9 @@ def plans(setup: Setup, port: int, dialect: str, web_port: int = 0) -> list[Work
     """Clients go round-robin to workers, so the senders (the first ids) land in different ones.
 
     With ``probe_worker`` the senders and timed readers get a process of their
-    own and the others are spread over ``workers`` processes that run at
-    ``COUNTER_NICE``. At 10,000 clients counting costs the generator several
+    own and the others are spread over ``workers`` processes that run in the
+    background (``SCHED_IDLE``: only on a core the server and the timed
+    readers leave free). At 10,000 clients counting costs the generator several
     times the CPU the server spends sending (30 us against 9 us a delivery, on
     two cores shared by all): timed readers in the same event loop as thousands
     of counting ones would wait for them, and a server would wait for the
@@ -144,7 +141,7 @@ def plans(setup: Setup, port: int, dialect: str, web_port: int = 0) -> list[Work
             parallel,
             timeout,
             setup.window,
-            nice=COUNTER_NICE if extra and i > 0 else 0,
+            background=bool(extra and i > 0),
             web_port=web_port,
         )
         for i, mine in enumerate(slices)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bench import wire
-from bench.measure import COUNTER_NICE, Setup, measure, plans
+from bench.measure import Setup, measure, plans
 from bench.scenarios import SCENARIOS
 from protocol import lines, messages
 
@@ -147,8 +147,8 @@ def test_plans_spread_clients_and_timed_readers() -> None:
 def test_probe_worker_keeps_timed_readers_apart_from_niced_counters() -> None:
     setup = Setup("ours", "scale", clients=300, senders=2, duration=1, rate=1, workers=2, probe_worker=True)
     first, *counters = plans(setup, 1, "ours")
-    assert first.nice == 0 and all(c.eager for c in first.clients) and len(first.clients) == 51
-    assert [w.nice for w in counters] == [COUNTER_NICE, COUNTER_NICE]
+    assert not first.background and all(c.eager for c in first.clients) and len(first.clients) == 51
+    assert [w.background for w in counters] == [True, True]
     assert not any(c.eager for w in counters for c in w.clients)
     assert sum(len(w.clients) for w in counters) == 249
 
