@@ -12,6 +12,7 @@ of the room, which lives in the processes it starts.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import resource
@@ -32,7 +33,9 @@ from protocol.lines import address
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable, Iterator
 
+    from chatroom.console import Operator
     from chatroom.private_redis import PrivateRedis
     from chatroom.room import Room
     from chatroom.web.listener import WebServer
@@ -110,8 +113,15 @@ def web_front_door(settings: Settings, room: Room, tls: ssl.SSLContext | None) -
 
     if settings.web_port is None:
         return None
-    try:
+    with web_port_named(settings):
         return WebServer(settings, room, tls)
+
+
+@contextlib.contextmanager
+def web_port_named(settings: Settings) -> Iterator[None]:
+    """A web port already in use is reported as --web-port's (``why_not`` takes it for --port's)."""
+    try:
+        yield
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
@@ -148,10 +158,33 @@ def why_not(error: Exception, settings: Settings) -> str:
     return str(error)
 
 
+def run_console(operator: Operator, stop: threading.Event, announce: Callable[[], None]) -> None:
+    """The operator's console, on the terminal or reading piped commands; ``announce`` logs the start.
+
+    Every thread exists before the "listening" line (tests count them from
+    there), but piped commands are read after it, so their replies follow it.
+    """
+    from chatroom.console import run_interactive
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    listening = threading.Event()
+    if not interactive:
+
+        def console() -> None:
+            listening.wait()
+            operator.run_lines(sys.stdin)
+
+        threading.Thread(target=console, name="console", daemon=True).start()
+    announce()
+    listening.set()
+    if interactive:
+        run_interactive(operator, stop)
+
+
 def serve(settings: Settings) -> int:
     """One server: this process serves the room (on its own, or as one of ``--processes``)."""
     from chatroom.access import Access, read_allow_file
-    from chatroom.console import Operator, RoomDesk, run_interactive
+    from chatroom.console import Operator, RoomDesk
     from chatroom.delivery import Fanout, Limits
     from chatroom.listener import ChatServer
     from chatroom.room import Room
@@ -200,31 +233,21 @@ def serve(settings: Settings) -> int:
     if link is not None:
         link.ready(bus.node or "")
     else:
-        operator = Operator(RoomDesk(room), stop.set)
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        listening = threading.Event()
-        if not interactive:
-            # Every thread exists before the "listening" line (tests count them from
-            # there), but piped commands are read after it, so their replies follow it.
-            def console() -> None:
-                listening.wait()
-                operator.run_lines(sys.stdin)
 
-            threading.Thread(target=console, name="console", daemon=True).start()
-        log.info(
-            "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
-            server.address,
-            "TLS" if tls else "plain TCP",
-            settings.approve,
-            settings.history,
-            bus.where,
-            files,
-        )
-        if web is not None:
-            log.info("web page at %s (and the room over its WebSocket)", web.url)
-        listening.set()
-        if interactive:
-            run_interactive(operator, stop)
+        def announce() -> None:
+            log.info(
+                "listening on %s (%s, approve: %s, history: %d lines in %s, file limit %d)",
+                server.address,
+                "TLS" if tls else "plain TCP",
+                settings.approve,
+                settings.history,
+                bus.where,
+                files,
+            )
+            if web is not None:
+                log.info("web page at %s (and the room over its WebSocket)", web.url)
+
+        run_console(Operator(RoomDesk(room), stop.set), stop, announce)
     stop.wait()
 
     log.info("shutting down")
@@ -273,7 +296,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
     import gc
     import importlib
 
-    from chatroom.console import Operator, run_interactive
+    from chatroom.console import Operator
     from chatroom.supervisor import ProcessesDesk, StartError, Supervisor, reserve_port
 
     # Until the processes are forked this process runs no thread (see Supervisor.fork_all),
@@ -288,15 +311,8 @@ def supervise(settings: Settings, argv: list[str]) -> int:
         redis_url, where, redis = room_redis(settings)
         reserved = reserve_port(settings.host, settings.port)
         if settings.web_port is not None:
-            try:
+            with web_port_named(settings):
                 web = reserve_port(settings.host, settings.web_port)
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE:
-                    raise
-                raise ValueError(
-                    f"--web-port {settings.web_port} on {settings.host} is already in use: "
-                    "choose another, or 0 for a free one"
-                ) from None
         # What every process imports, imported once here and frozen (the collector never
         # touches it again), so the processes share it until they write to it.
         for module in SERVER_MODULES:
@@ -325,33 +341,27 @@ def supervise(settings: Settings, argv: list[str]) -> int:
             redis.stop()
         return 1
 
-    operator = Operator(ProcessesDesk(supervisor, settings), stop.set)
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    listening = threading.Event()
-    if not interactive:
+    reserved_socket = reserved
 
-        def console() -> None:
-            listening.wait()
-            operator.run_lines(sys.stdin)
-
-        threading.Thread(target=console, name="console", daemon=True).start()
-    log.info(
-        "listening on %s (%d processes sharing the room through %s; %s, approve: %s, history: %d lines)",
-        address(*reserved.getsockname()[:2]),
-        settings.processes,
-        where,
-        "TLS" if settings.tls_cert else "plain TCP",
-        settings.approve,
-        settings.history,
-    )
-    if web is not None:
-        scheme = "https" if settings.tls_cert else "http"
+    def announce() -> None:
         log.info(
-            "web page at %s://%s/ (and the room over its WebSocket)", scheme, address(*web.getsockname()[:2])
+            "listening on %s (%d processes sharing the room through %s; %s, approve: %s, history: %d lines)",
+            address(*reserved_socket.getsockname()[:2]),
+            settings.processes,
+            where,
+            "TLS" if settings.tls_cert else "plain TCP",
+            settings.approve,
+            settings.history,
         )
-    listening.set()
-    if interactive:
-        run_interactive(operator, stop)
+        if web is not None:
+            scheme = "https" if settings.tls_cert else "http"
+            log.info(
+                "web page at %s://%s/ (and the room over its WebSocket)",
+                scheme,
+                address(*web.getsockname()[:2]),
+            )
+
+    run_console(Operator(ProcessesDesk(supervisor, settings), stop.set), stop, announce)
     stop.wait()
 
     log.info("shutting down %d processes", settings.processes)

@@ -333,7 +333,10 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed as one
+            # Its own process group, killed as one, in the generator's session: Linux's
+            # autogroup shares the CPU between sessions first, and the counting readers'
+            # SCHED_IDLE would mean nothing against a server in a session of its own.
+            process_group=0,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.wait_ready()

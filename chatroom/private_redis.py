@@ -56,7 +56,7 @@ class PrivateRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C at the terminal is for the supervisor, which stops it last
+            process_group=0,  # a Ctrl-C at the terminal is for the supervisor, which stops it last
             preexec_fn=_prepare,  # started before any thread of ours exists
         )
         try:

@@ -40,8 +40,8 @@ spin.
 
 Stopping (SIGINT, SIGTERM, ``/quit``): every process is sent SIGTERM and shuts
 down as a server on its own does (its people are told), then the private
-Redis is stopped. Processes run in sessions of their own, so a Ctrl-C at the
-terminal reaches the supervisor only, which stops them in that order; if the
+Redis is stopped. Processes run in process groups of their own, so a Ctrl-C at
+the terminal reaches the supervisor only, which stops them in that order; if the
 supervisor itself is killed, each process sees its link close and shuts down.
 """
 
@@ -242,7 +242,7 @@ class Supervisor:
             self._wake_w.close()
             for sock in reserved:
                 sock.close()
-            os.setsid()  # a Ctrl-C at the terminal is for the supervisor alone
+            os.setpgid(0, 0)  # a Ctrl-C at the terminal is for the supervisor alone (see _spawn)
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, 0)
             os.dup2(devnull, 1)  # its log goes on the link; stderr stays, for a crash
@@ -315,7 +315,10 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # its log comes on the link; stderr stays ours, for a crash
                 pass_fds=[theirs.fileno()],
-                start_new_session=True,  # a Ctrl-C at the terminal is for the supervisor alone
+                # A process group of its own, so a Ctrl-C at the terminal is for the supervisor
+                # alone; not a session of its own, which Linux's autogroup would give a share
+                # of the CPU of its own, as if each process were another user's job.
+                process_group=0,
             )
         finally:
             theirs.close()

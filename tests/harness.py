@@ -97,6 +97,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env={**os.environ, **(env or {})},
+            process_group=0,  # a job of its own, which a test can signal as a terminal would
         )
         assert self.proc.stdout is not None
         self.log = Output(self.proc.stdout)

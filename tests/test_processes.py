@@ -259,3 +259,49 @@ def test_browsers_reach_every_process_and_a_registered_name_is_known_to_all(proc
     one.expect("Notice", "registered")
     server.console("/registered")
     server.log.wait_for(rf"registered names \(1\): {first}$")
+
+
+def test_a_web_port_in_use_is_named(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "Server.py"),
+                "--port",
+                "0",
+                "--processes",
+                "2",
+                "--web-port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            stdin=subprocess.DEVNULL,
+        )
+    assert result.returncode == 1
+    assert f"cannot start: --web-port {port} on 127.0.0.1 is already in use" in result.stdout
+
+
+def test_a_ctrl_c_at_the_terminal_reaches_the_supervisor_alone(processes: Processes) -> None:
+    """As when the server runs in a terminal with its log piped (``Server.py --processes 2 | tee``)."""
+    server = processes("--approve", "all")
+    alice = server.connect("alice")
+    pids = [pid_of(server, 1), pid_of(server, 2)]
+    group = os.getpgid(server.proc.pid)
+    assert all(os.getpgid(pid) != group for pid in pids)  # else the terminal would signal them too
+    assert all(os.getsid(pid) == os.getsid(server.proc.pid) for pid in pids)  # one job, one session
+    os.killpg(group, signal.SIGINT)  # what the terminal does on Ctrl-C: the foreground group
+    assert server.proc.wait(WAIT) == 0
+    alice.expect(messages.SHUTTING_DOWN)
+    server.log.wait_for(r"\d\d:\d\d:\d\d SIGINT received")
+    for index in (1, 2):
+        server.log.wait_for(rf"\[{index}\] SIGTERM received")  # from the supervisor
+        server.log.wait_for(rf"\[{index}\] stopped")
+    assert "] SIGINT received" not in server.log.text()
