@@ -75,6 +75,15 @@ def join(server: ServerProcess, client: RawClient, name: str) -> RawClient:
     return client
 
 
+def alice_and_bob(processes: Processes) -> tuple[ServerProcess, RawClient, RawClient]:
+    """A server that lets everyone in, alice in the room on process 1 and bob on process 2."""
+    server = processes("--approve", "all")
+    on = one_on_each(server)
+    alice, bob = join(server, on[1], "alice"), join(server, on[2], "bob")
+    alice.expect("bob joined")
+    return server, alice, bob
+
+
 def node_of(server: ServerProcess, index: int) -> str:
     found = re.search(rf"process {index} \(pid \d+\) serves as node (\S+)", server.log.text())
     assert found
@@ -89,10 +98,7 @@ def pid_of(server: ServerProcess, index: int) -> int:
 
 
 def test_people_on_different_processes_talk_and_send_private_messages_both_ways(processes: Processes) -> None:
-    server = processes("--approve", "all")
-    on = one_on_each(server)
-    alice, bob = join(server, on[1], "alice"), join(server, on[2], "bob")
-    alice.expect("bob joined")
+    server, alice, bob = alice_and_bob(processes)
     alice.send("hello from one")
     bob.expect("hello from one")
     bob.send("hello from two")
@@ -162,10 +168,7 @@ def test_the_one_console_answers_join_requests_from_either_process(processes: Pr
 
 
 def test_kick_reaches_the_process_that_holds_them(processes: Processes) -> None:
-    server = processes("--approve", "all")
-    on = one_on_each(server)
-    alice, bob = join(server, on[1], "alice"), join(server, on[2], "bob")
-    alice.expect("bob joined")
+    server, alice, bob = alice_and_bob(processes)
     server.console("/kick bob spamming")
     assert messages.KICKED.match(bob.expect(messages.KICKED)) == {"reason": ": spamming"}
     bob.expect_closed()
@@ -176,10 +179,7 @@ def test_kick_reaches_the_process_that_holds_them(processes: Processes) -> None:
 
 
 def test_a_process_killed_is_noticed_logged_and_replaced(processes: Processes) -> None:
-    server = processes("--approve", "all")
-    on = one_on_each(server)
-    alice, bob = join(server, on[1], "alice"), join(server, on[2], "bob")
-    alice.expect("bob joined")
+    server, alice, bob = alice_and_bob(processes)
     dead = pid_of(server, 2)
     os.kill(dead, signal.SIGKILL)
     server.log.wait_for(rf"process 2 \(pid {dead}\) killed by SIGKILL; .*starting a new one")
@@ -259,34 +259,6 @@ def test_browsers_reach_every_process_and_a_registered_name_is_known_to_all(proc
     one.expect("Notice", "registered")
     server.console("/registered")
     server.log.wait_for(rf"registered names \(1\): {first}$")
-
-
-def test_a_web_port_in_use_is_named(tmp_path: Path) -> None:
-    import socket
-    import subprocess
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "Server.py"),
-                "--port",
-                "0",
-                "--processes",
-                "2",
-                "--web-port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=WAIT,
-            stdin=subprocess.DEVNULL,
-        )
-    assert result.returncode == 1
-    assert f"cannot start: --web-port {port} on 127.0.0.1 is already in use" in result.stdout
 
 
 def test_a_ctrl_c_at_the_terminal_reaches_the_supervisor_alone(processes: Processes) -> None:

@@ -83,13 +83,27 @@ def test_without_the_flag_there_is_no_web_side(start_server: StartServer) -> Non
     assert server.proc.poll() is None
 
 
-def test_a_web_port_in_use_is_named_and_the_server_does_not_start() -> None:
+@pytest.mark.parametrize(
+    "more",
+    [
+        (),
+        pytest.param(
+            ("--processes", "2"),
+            marks=pytest.mark.skipif(
+                shutil.which("redis-server") is None, reason="redis-server is not installed"
+            ),
+        ),
+    ],
+    ids=["one process", "two processes"],
+)
+def test_a_web_port_in_use_is_named_and_the_server_does_not_start(more: tuple[str, ...]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        command = [PYTHON, str(ROOT / "Server.py"), "--port", "0", "--db", ":memory:"]
         done = subprocess.run(
-            [PYTHON, str(ROOT / "Server.py"), "--port", "0", "--db", ":memory:", "--web-port", str(port)],
+            [*command, "--web-port", str(port), *more],
             capture_output=True,
             text=True,
             timeout=WAIT,
