@@ -361,16 +361,17 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 address(*web.getsockname()[:2]),
             )
 
-    run_console(Operator(ProcessesDesk(supervisor, settings), stop.set), stop, announce)
-    stop.wait()
-
-    log.info("shutting down %d processes", settings.processes)
-    supervisor.stop(PROCESSES_GRACE)
-    for sock in (reserved, web):
-        if sock is not None:
-            sock.close()
-    if redis is not None:
-        redis.stop()
+    try:
+        run_console(Operator(ProcessesDesk(supervisor, settings), stop.set), stop, announce)
+        stop.wait()
+        log.info("shutting down %d processes", settings.processes)
+    finally:  # whatever happened here, the processes and the private Redis go too
+        supervisor.stop(PROCESSES_GRACE)
+        for sock in (reserved, web):
+            if sock is not None:
+                sock.close()
+        if redis is not None:
+            redis.stop()
     log.info("stopped")
     return 0
 
