@@ -42,17 +42,7 @@ class Operator:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-u",
-                str(ROOT / "Server.py"),
-                "--port",
-                "0",
-                "--web-port",
-                "0",
-                "--db",
-                ":memory:",
-            ],
+            [sys.executable, "-u", str(ROOT / "Server.py"), *SERVER_ARGS],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
