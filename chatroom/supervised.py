@@ -33,13 +33,14 @@ import select
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import astuple
 from typing import Any
 
+from chatroom.console import RoomDesk
 from chatroom.logpipe import PipeLog
 from chatroom.room import Room
 from chatroom.serverlog import CHAT, DROPPED, ServerLog
 from chatroom.supervisor import encode
-from protocol import messages
 from protocol.lines import unstamped_lines
 from protocol.names import name_key
 
@@ -81,6 +82,7 @@ class SupervisorLink:
         self._relay = relay
         self._gone = gone
         self._room: Room | None = None
+        self._desk: RoomDesk | None = None  # answers as this room's own console would
         self._lock = threading.Lock()  # the queue changes on client threads
         self._sent: list[list[object]] = []  # the queue as last sent
         self._since: dict[str, float] = {}  # when each one waiting here began to (by name key)
@@ -89,7 +91,8 @@ class SupervisorLink:
     def serve(self, room: Room) -> None:
         """From now on requests are answered with ``room`` (before, they wait)."""
         self._room = room
-        room.on_queue_change = self.queue_changed
+        self._desk = RoomDesk(room)
+        self._desk.on_queue_change = self.queue_changed
 
     def ready(self, node: str) -> None:
         self._relay.send(["ready", os.getpid(), node])
@@ -140,26 +143,22 @@ class SupervisorLink:
         assert self._room is not None, "serve() first"
         return self._room
 
+    def _need_desk(self) -> RoomDesk:
+        assert self._desk is not None, "serve() first"
+        return self._desk
+
     def answer(self, key: str, yes: bool) -> bool:
-        room = self._need_room()
-        member = next((m for m in room.waiting() if m.key == key), None)
+        """Let in or turn away the one waiting under ``key``; False if no one waits under it here."""
+        member = next((m for m in self._need_room().waiting() if m.key == key), None)
         if member is None:
             return False
-        if yes:
-            return room.admit(member)
-        return room.refuse(member, messages.REFUSED, "refused by the operator")
+        self._need_desk().answer(member, yes)
+        return True
 
     def who(self, elsewhere: bool) -> list[list[object]]:
         """People here, with idle time; with ``elsewhere``, those on other servers too, without."""
-        room, now = self._need_room(), time.monotonic()
-        node = room.bus.node
-        rows: list[list[object]] = [
-            [m.name, m.address, node, m.connected_at, m.joined_at, now - m.last_active]
-            for m in room.members()
-        ]
-        if elsewhere:
-            rows += [[p.name, p.address, p.node, p.since, p.joined, None] for p in room.bus.elsewhere()]
-        return rows
+        seen = self._need_desk().who()
+        return [list(astuple(person)) for person in seen if elsewhere or person.idle is not None]
 
     def kick(self, name: str, reason: str) -> list[object]:
         """``["kicked"]``, ``["elsewhere", node]`` or ``["nobody"]``."""
@@ -169,34 +168,15 @@ class SupervisorLink:
         found = room.bus.find(name_key(name))
         return ["elsewhere", found.node] if found is not None else ["nobody"]
 
-    def ban(self, target: str) -> list[str]:
-        return self._need_room().ban(target)
-
-    def unban(self, target: str) -> list[str]:
-        return self._need_room().unban(target)
-
-    def bans(self) -> list[list[str]]:
-        return [[kind, value] for kind, value in self._need_room().bans()]
-
-    def allow(self, name: str) -> bool:
-        return self._need_room().allow(name)
-
-    def announce(self, text: str) -> None:
-        self._need_room().announce(text)
-
-    def names(self) -> list[str]:
-        return [m.name for m in self._need_room().members()]
-
-    def registered(self) -> list[str]:
-        return self._need_room().registered()
-
-    def unregister(self, name: str) -> list[str]:
-        return self._need_room().unregister(name)
-
     def count(self) -> int:
         """Everyone in the room, here and elsewhere."""
         room = self._need_room()
         return len(room.members()) + len(room.bus.elsewhere())
+
+
+def _on_desk(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A request answered by the process's own console desk, as a server on its own answers it."""
+    return lambda link, *args: method(link._need_desk(), *args)
 
 
 #: What the console can ask a process, by name; the arguments follow in the request.
@@ -204,13 +184,13 @@ REQUESTS: dict[str, Callable[..., Any]] = {
     "answer": SupervisorLink.answer,
     "who": SupervisorLink.who,
     "kick": SupervisorLink.kick,
-    "ban": SupervisorLink.ban,
-    "unban": SupervisorLink.unban,
-    "bans": SupervisorLink.bans,
-    "allow": SupervisorLink.allow,
-    "announce": SupervisorLink.announce,
-    "names": SupervisorLink.names,
-    "registered": SupervisorLink.registered,
-    "unregister": SupervisorLink.unregister,
     "count": SupervisorLink.count,
+    "ban": _on_desk(RoomDesk.ban),
+    "unban": _on_desk(RoomDesk.unban),
+    "bans": _on_desk(RoomDesk.bans),
+    "allow": _on_desk(RoomDesk.allow),
+    "announce": _on_desk(RoomDesk.announce),
+    "names": _on_desk(RoomDesk.names),
+    "registered": _on_desk(RoomDesk.registered),
+    "unregister": _on_desk(RoomDesk.unregister),
 }
