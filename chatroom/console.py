@@ -167,9 +167,7 @@ class RoomDesk:
         if self.room.kick(name, reason) is not None:
             return None
         elsewhere = self.room.bus.find(name_key(name))
-        if elsewhere is not None:
-            return f"{name} is on {elsewhere.node}: its operator can kick (a /ban here applies everywhere)"
-        return f"no one called {name!r} to kick"
+        return not_kicked(name, elsewhere.node if elsewhere is not None else None)
 
     def ban(self, target: str) -> list[str]:
         return self.room.ban(target)
@@ -191,6 +189,13 @@ class RoomDesk:
 
     def unregister(self, name: str) -> list[str]:
         return self.room.unregister(name)
+
+
+def not_kicked(name: str, node: str | None) -> str:
+    """Why /kick NAME did nothing: NAME is on the server ``node``, or nowhere."""
+    if node is not None:
+        return f"{name} is on {node}: its operator can kick (a /ban here applies everywhere)"
+    return f"no one called {name!r} to kick"
 
 
 def ask_line(who: Waiting, waiting: int) -> str:

@@ -66,7 +66,7 @@ from typing import Any, NoReturn
 
 from chatroom.access import append_allow_file
 from chatroom.config import Settings
-from chatroom.console import Seen, Waiting
+from chatroom.console import Seen, Waiting, not_kicked
 from chatroom.rules import Via
 from protocol.names import name_key
 
@@ -579,9 +579,7 @@ class ProcessesDesk:
             return None
         ours = self._supervisor.nodes()
         elsewhere = [a[1] for a in answers if a[0] == "elsewhere" and a[1] not in ours]
-        if elsewhere:
-            return f"{name} is on {elsewhere[0]}: its operator can kick (a /ban here applies everywhere)"
-        return f"no one called {name!r} to kick"
+        return not_kicked(name, elsewhere[0] if elsewhere else None)
 
     def _everyone_did(self, what: str, target: str) -> list[str]:
         done: dict[str, None] = {}  # each line once, in the order the processes said them
