@@ -169,6 +169,7 @@ class Peer:
         "_behind",
         "_closed",
         "_deadline",
+        "_finished",
         "_hung_up",
         "_out",
         "_released",
@@ -195,6 +196,7 @@ class Peer:
         self._hung_up = False
         self._released = False
         self._closed = False
+        self._finished = False  # its last bytes are queued: nothing more is written
         self._deadline = 0.0
         self._behind = False  # counted in Pressure.behind
         self._since = 0.0  # while output waits: when the socket last took some
@@ -205,6 +207,14 @@ class Peer:
 
     def tell(self, lines: Sequence[str]) -> None:
         self.send(self.rendering.encode(lines))
+
+    def send_last(self, data: bytes) -> None:
+        """Bytes that end the conversation (a WebSocket's close frame): nothing is written after them.
+
+        A broadcast or a message already on its way from another thread, which
+        would otherwise follow them, is dropped instead.
+        """
+        self._shard().post(_LAST, self, data)
 
     def attach(self) -> None:
         """From now on this peer gets every broadcast (after what is queued for it)."""
@@ -237,6 +247,7 @@ class _Kind:
 
 _BROADCAST = _Kind("broadcast")
 _SEND = _Kind("send")
+_LAST = _Kind("last")
 _ATTACH = _Kind("attach")
 _DETACH = _Kind("detach")
 _HANGUP = _Kind("hangup")
@@ -348,11 +359,15 @@ class Shard(threading.Thread):
                 self._stopping = True
                 continue
             assert isinstance(peer, Peer)
-            if kind is _SEND:
+            if kind is _SEND or kind is _LAST:
                 assert isinstance(data, bytes)
-                self._write(peer, data)
+                if not peer._finished:
+                    self._write(peer, data)
+                if kind is _LAST:
+                    peer._finished = True
+                    self._members.pop(peer, None)
             elif kind is _ATTACH:
-                if not peer._closed:
+                if not peer._closed and not peer._finished:
                     self._members[peer] = None
             elif kind is _DETACH:
                 self._members.pop(peer, None)

@@ -156,3 +156,26 @@ def test_a_hang_up_flushes_first_and_release_closes(fanout: Fanout) -> None:
 
 def test_ansi_lines_end_with_crlf() -> None:
     assert ANSI_LINES.encode(["a", "ü"]) == b"a\r\n\xc3\xbc\r\n"
+
+
+def test_nothing_is_written_after_the_last_bytes(fanout: Fanout) -> None:
+    """A WebSocket's close frame ends the stream: a broadcast on its way, or a message, is dropped."""
+    peer, theirs = connected(fanout)
+    other, other_theirs = connected(fanout)
+    for each in (peer, other):
+        each.attach()
+    fanout.broadcast(["before"])
+    peer.send_last(b"<the end>")
+    fanout.broadcast(["after"])
+    peer.send(b"too late")
+    peer.attach()  # nor does it come back
+    fanout.broadcast(["later still"])
+    peer.release()
+    got = b""
+    while chunk := theirs.recv(4096):
+        got += chunk
+    assert got == ANSI_LINES.encode(["before"]) + b"<the end>"
+    expected = (
+        ANSI_LINES.encode(["before"]) + ANSI_LINES.encode(["after"]) + ANSI_LINES.encode(["later still"])
+    )
+    assert read_exactly(other_theirs, len(expected)) == expected  # the others get everything

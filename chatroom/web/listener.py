@@ -78,7 +78,7 @@ class WebPeer(Peer):
     def _say_goodbye(self) -> None:
         if not self.closing:
             self.closing = True
-            self.send(close_frame())
+            self.send_last(close_frame())
 
 
 class WebConnection(socketserver.BaseRequestHandler):
@@ -245,7 +245,7 @@ class WebConnection(socketserver.BaseRequestHandler):
             log.info("web connection %s closed: %s %s", self.peer.label, event.code, event.reason or "")
         if self.ws.state is ConnectionState.REMOTE_CLOSING and not self.peer.closing:
             self.peer.closing = True
-            self.peer.send(self.ws.send(event.response()))
+            self.peer.send_last(self.ws.send(event.response()))
         self._closed_by_browser = True
 
 
