@@ -84,7 +84,9 @@ class WorkerPlan:
     parallel: int = 64
     join_timeout: float = 30.0
     window: int = 1000
-    background: bool = False  # runs only on a core nothing else wants (see ``bench.measure.plans``)
+    #: Runs only on a core nothing else wants, and counts only once the sending is over
+    #: (see ``bench.measure.plans``).
+    background: bool = False
     web_port: int = 0  # the web front door, for clients that are browsers
 
 
@@ -273,6 +275,7 @@ class Worker:
         self.batched: dict[int, Client] = {}
         self.batch_poll = select.epoll()
         self.batch_task: asyncio.Task[None] | None = None
+        self.holding = False  # a background worker between Go and Drain: its lines wait in the kernel
 
     async def run(self, command: Command) -> dict[str, Any]:
         if isinstance(command, Join):
@@ -385,6 +388,8 @@ class Worker:
     async def _read_batches(self) -> None:
         while True:
             await asyncio.sleep(BATCH_TICK)
+            if self.holding:
+                continue
             ready = self.batch_poll.poll(0)
             now = time.monotonic_ns()
             for fd, _events in ready:
@@ -429,6 +434,7 @@ class Worker:
 
     async def go(self, command: Go) -> dict[str, Any]:
         cpu = cpu_seconds()
+        self.holding = self.plan.background
         self.tally.start(command.start_ns)
         self.web_tally.start(command.start_ns)
         senders = [c for c in self.clients if c.plan.rank is not None and c.live_reader]
@@ -518,6 +524,7 @@ class Worker:
 
     async def drain(self, command: Drain) -> dict[str, Any]:
         """Wait for every reader to have every line, or for arrivals to stop."""
+        self.holding = False
         loop = asyncio.get_running_loop()
         total = sum(command.sent.values())
         readers = [c for c in self.clients if not c.plan.stalled]  # lost ones included: their loss counts

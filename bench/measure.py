@@ -112,7 +112,13 @@ def plans(setup: Setup, port: int, dialect: str, web_port: int = 0) -> list[Work
     times the CPU the server spends sending (30 us against 9 us a delivery, on
     two cores shared by all): timed readers in the same event loop as thousands
     of counting ones would wait for them, and a server would wait for the
-    generator, so both would measure the generator.
+    generator, so both would measure the generator. The background workers
+    also leave their lines in the kernel while the sending lasts and count
+    them when it is over (a scale run's 20 lines are a few KiB a socket):
+    the kernel still lets an idle-priority process that has waited long run
+    a whole tick (4 ms and more) in the middle of a server's fan-out, which
+    showed in its tail latency. The server's work for each line is the same
+    either way; whether every line reached every reader is still checked.
     """
     extra = 1 if setup.probe_worker else 0
     slices: list[list[ClientPlan]] = [[] for _ in range(setup.workers + extra)]
