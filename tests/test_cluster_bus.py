@@ -134,6 +134,25 @@ def test_names_are_claimed_once_in_the_whole_room(join: Callable[[str], Joined])
     wait_until(lambda: b.claim("alice"), what="alice free again")
 
 
+def test_a_name_taken_over_is_found_among_hundreds_kept(
+    join: Callable[[str], Joined], redis_server: RedisServer
+) -> None:
+    """Names are kept alive a batch at a time; one lost in a later batch is still reported."""
+    import redis
+
+    a, room = join("a")
+    room.wait_for("back")
+    names = [f"n{i}" for i in range(600)]  # more than two batches (writer.BATCH_CLAIMS)
+    assert all(a.claim(name) for name in names)
+    client = redis.Redis.from_url(redis_server.url)
+    (key,) = client.keys("*:name:n550")
+    client.set(key, "another-server 1")
+    assert room.wait_for("names_lost", lambda args: bool(args[0])) == (["n550"],)
+    assert client.get(key) == b"another-server 1"  # left to its holder
+    (kept,) = client.keys("*:name:n3")
+    assert client.pttl(kept) > 0 and client.get(kept) != b"another-server 1"
+
+
 def test_private_messages_and_bans_reach_the_other_server(join: Callable[[str], Joined]) -> None:
     (a, room_a), (_b, room_b) = join("a"), join("b")
     a.send(SendPrivate("b", "bob", "alice", "[PM from alice] hi"))

@@ -34,6 +34,8 @@ log = logging.getLogger("chat")
 BATCH_LINES = 256
 #: Most entries and leaves one script call applies and publishes.
 BATCH_CHANGES = 256
+#: Most names one script call claims or keeps (thousands at once held Redis for milliseconds).
+BATCH_CLAIMS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +183,18 @@ class Writer(threading.Thread):
             run(pipe, self._scripts.presence(self._node, self._ttl_ms, present))
         else:
             run(pipe, self._scripts.keep(self._node, self._ttl_ms))
-        run(pipe, self._scripts.claim(self._origin, self._ttl_ms, mode, claims))
+        run(pipe, self._scripts.claim(self._origin, self._ttl_ms, mode, claims[:BATCH_CLAIMS]))
         kept, lost_at = pipe.execute()
         if mode == "keep" and not kept and present:
             run(self._client, self._scripts.presence(self._node, self._ttl_ms, present))
+        # The rest a batch a round trip: Redis serves the room's lines between them,
+        # and this thread lets go of the interpreter while it waits.
+        for at in range(BATCH_CLAIMS, len(claims), BATCH_CLAIMS):
+            chunk = claims[at : at + BATCH_CLAIMS]
+            lost_at += [
+                at + i
+                for i in run(self._client, self._scripts.claim(self._origin, self._ttl_ms, mode, chunk))
+            ]
         lost = [claims[i - 1] for i in lost_at]
         with self._cond:
             for key, claim in lost:
