@@ -222,3 +222,20 @@ def test_ours_on_two_processes_is_measured_across_them(tmp_path: Path) -> None:
     # The supervisor serves no one: its two processes hold the clients' threads between them.
     assert row["proc"]["threads_peak"] > row["clients"]
     assert row["proc"]["pss_kib"] > 0
+
+
+def test_the_floor_is_measured_for_one_and_two_sending_processes() -> None:
+    """``bench.floor``: bare send loops, no server; every timed reader gets every line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.floor", "--readers", "100", "--lines", "3", "--gap", "0.05"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line]
+    assert [row.split(",")[1].strip() for row in rows] == ["1 sending process(es)", "2 sending process(es)"]
+    for row in rows:
+        p50, p99, most = (float(part.split()[1]) for part in row.split(": ")[1].split(", "))
+        assert 0 < p50 <= p99 <= most, row
