@@ -209,12 +209,20 @@ def test_reply_answers_whoever_wrote_last(open_server: ServerProcess) -> None:
     assert not any("hi carol" in line for line in alice.lines)
 
 
+def stored(client: RawClient, words: str) -> None:
+    """Wait until the line with ``words`` is in the file: newcomers are replayed only stored lines
+    (README, "What survives kill -9"), and /search answers once the lines before it are written."""
+    client.send(f"/search {words}")
+    client.expect(messages.SEARCH_START)
+
+
 def test_private_messages_are_not_in_history(open_server: ServerProcess) -> None:
     alice, _bob = open_server.connect("alice"), open_server.connect("bob")
     alice.send("/private bob hush")
     alice.expect(r"\[PM to bob\]")
     alice.send("public words")
     alice.expect("public words")
+    stored(alice, "public words")
     late = open_server.connect("late")
     late.expect(messages.HISTORY_END)
     assert any("public words" in line for line in late.lines)
@@ -335,6 +343,7 @@ def test_history_is_replayed_on_join(start_server: StartServer) -> None:
     for i in range(5):
         alice.send(f"line {i}")
         alice.expect(f"line {i}")
+    stored(alice, "line 4")
     late = server.connect("late")
     assert messages.HISTORY_START.match(late.expect(messages.HISTORY_START)) == {"count": "3"}
     replay = [strip_sgr(late.expect(messages.MESSAGE)) for _ in range(3)]
