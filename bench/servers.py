@@ -209,13 +209,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _sample_one(pid: int) -> ProcSample | None:
+def _status(pid: int) -> dict[str, str] | None:
+    """A process's ``/proc/PID/status``, field by field; None once it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+
+
+def _sample_one(pid: int) -> ProcSample | None:
+    values = _status(pid)
+    if values is None:
+        return None
+    try:
         cpu_s = cpu_seconds(pid)
     except (FileNotFoundError, ProcessLookupError):
         return None
-    values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
 
     def kib(key: str) -> int:
         return int(values.get(key, "0 kB").split()[0])
@@ -281,27 +291,20 @@ class Sampler(threading.Thread):
             self.poll()
 
     def poll(self) -> None:
-        counts = [_threads(pid) for pid in self._pids or tree(self.pid)]
-        if None in counts or not self._pids:
+        if not self._pids:
             self._pids = tree(self.pid)
-            counts = [_threads(pid) for pid in self._pids]
-        self.peak_threads = max(self.peak_threads, sum(n or 0 for n in counts))
+        found = [_status(pid) for pid in self._pids]
+        if None in found:  # one is gone (and may have been replaced): find them again
+            self._pids = tree(self.pid)
+            found = [_status(pid) for pid in self._pids]
+        threads = sum(int(values.get("Threads", "0")) for values in found if values is not None)
+        self.peak_threads = max(self.peak_threads, threads)
 
     def stop(self) -> None:
         self._stop_event.set()
         if self.is_alive():
             self.join(2)
         self.poll()
-
-
-def _threads(pid: int) -> int | None:
-    """A process's thread count, from its ``status``; None once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    at = status.find("\nThreads:")
-    return int(status[at + 9 : status.index("\n", at + 1)]) if at >= 0 else 0
 
 
 class ServerProcess:
