@@ -341,12 +341,12 @@ def supervise(settings: Settings, argv: list[str]) -> int:
             redis.stop()
         return 1
 
-    reserved_socket = reserved
+    listening = address(*reserved.getsockname()[:2])
 
     def announce() -> None:
         log.info(
             "listening on %s (%d processes sharing the room through %s; %s, approve: %s, history: %d lines)",
-            address(*reserved_socket.getsockname()[:2]),
+            listening,
             settings.processes,
             where,
             "TLS" if settings.tls_cert else "plain TCP",
