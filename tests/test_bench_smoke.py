@@ -144,7 +144,7 @@ def test_plans_spread_clients_and_timed_readers() -> None:
     assert sum(w.parallel for w in workers) <= setup.parallel
 
 
-def test_probe_worker_keeps_timed_readers_apart_from_niced_counters() -> None:
+def test_probe_worker_keeps_timed_readers_apart_from_background_counters() -> None:
     setup = Setup("ours", "scale", clients=300, senders=2, duration=1, rate=1, workers=2, probe_worker=True)
     first, *counters = plans(setup, 1, "ours")
     assert not first.background and all(c.eager for c in first.clients) and len(first.clients) == 51
